@@ -1,0 +1,225 @@
+package jsonfile_test
+
+import (
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/p2prc/p2prc/registry/jsonfile"
+)
+
+type state struct {
+	Names []string `json:"names"`
+	Count int      `json:"count"`
+}
+
+func TestRoundTrip(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.json")
+	want := state{Names: []string{"a", "b"}, Count: 2}
+	if err := jsonfile.Save(path, want, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var got state
+	exists, err := jsonfile.Load(path, &got)
+	if err != nil || !exists {
+		t.Fatalf("Load = %v, %v; want true, nil", exists, err)
+	}
+	if got.Count != 2 || strings.Join(got.Names, ",") != "a,b" {
+		t.Fatalf("got %+v, want %+v", got, want)
+	}
+	raw, _ := os.ReadFile(path)
+	if !strings.HasSuffix(string(raw), "}\n") || !strings.Contains(string(raw), "\n  \"count\": 2") {
+		t.Fatalf("file is not 2-space indented with a trailing newline:\n%s", raw)
+	}
+}
+
+func TestMissingAndEmptyAreEmptyState(t *testing.T) {
+	dir := t.TempDir()
+	empty := filepath.Join(dir, "empty.json")
+	os.WriteFile(empty, nil, 0o600)
+	blank := filepath.Join(dir, "blank.json")
+	os.WriteFile(blank, []byte(" \n"), 0o600)
+	for _, path := range []string{filepath.Join(dir, "missing.json"), empty, blank} {
+		v := state{Count: 7}
+		exists, err := jsonfile.Load(path, &v)
+		if exists || err != nil {
+			t.Errorf("Load(%s) = %v, %v; want false, nil", filepath.Base(path), exists, err)
+		}
+		if v.Count != 7 {
+			t.Errorf("Load(%s) changed v to %+v", filepath.Base(path), v)
+		}
+	}
+}
+
+func TestCorruptNamesFileAndLine(t *testing.T) {
+	tests := []struct {
+		name, body, where string
+	}{
+		{"syntax", "{\n  \"names\": [\"a\"],\n  \"count\": }\n", "line 3, column 12"},
+		{"type", "{\n  \"names\": [\"a\"],\n\n  \"count\": \"x\"\n}\n", "line 4, column 14"},
+		{"trailing", "{}\n{}", "line 2, column 1"},
+		{"truncated", "{\"names\": [", "line 1, column 11"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "reverse_proxy_mapping.json")
+			os.WriteFile(path, []byte(tt.body), 0o600)
+			var v state
+			exists, err := jsonfile.Load(path, &v)
+			if !exists || !errors.Is(err, jsonfile.ErrCorrupt) {
+				t.Fatalf("Load = %v, %v; want true and ErrCorrupt", exists, err)
+			}
+			msg := err.Error()
+			for _, want := range []string{path, tt.where, "fix or move the file away"} {
+				if !strings.Contains(msg, want) {
+					t.Errorf("error %q does not mention %q", msg, want)
+				}
+			}
+			raw, _ := os.ReadFile(path)
+			if string(raw) != tt.body {
+				t.Errorf("Load changed the corrupt file")
+			}
+		})
+	}
+}
+
+func TestTooLarge(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "big.json")
+	f, _ := os.Create(path)
+	f.Truncate(jsonfile.MaxSize + 1)
+	f.Close()
+	var v state
+	_, err := jsonfile.Load(path, &v)
+	if !errors.Is(err, jsonfile.ErrCorrupt) || !strings.Contains(err.Error(), "64 MiB") {
+		t.Fatalf("Load of an oversized file = %v; want ErrCorrupt naming the 64 MiB cap", err)
+	}
+}
+
+type checked struct{ OK bool }
+
+func (c checked) Validate() error {
+	if !c.OK {
+		return errors.New("not ok")
+	}
+	return nil
+}
+
+func TestValidatorFailureIsCorrupt(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "v.json")
+	os.WriteFile(path, []byte(`{"OK": false}`), 0o600)
+	var v checked
+	_, err := jsonfile.Load(path, &v)
+	if !errors.Is(err, jsonfile.ErrCorrupt) || !strings.Contains(err.Error(), "not ok") {
+		t.Fatalf("Load = %v; want ErrCorrupt carrying the Validate error", err)
+	}
+}
+
+func TestSyntaxErrorStillReachable(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "s.json")
+	os.WriteFile(path, []byte(`{`), 0o600)
+	var v state
+	_, err := jsonfile.Load(path, &v)
+	var syntax *json.SyntaxError
+	if !errors.As(err, &syntax) {
+		t.Fatalf("errors.As(%v, *json.SyntaxError) = false", err)
+	}
+}
+
+func TestSaveLeavesNoTempFiles(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "state.json")
+	if err := jsonfile.Save(path, state{Count: 1}, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := os.ReadFile(path)
+	if err := jsonfile.Save(path, make(chan int), 0o600); err == nil {
+		t.Fatal("Save of a channel succeeded")
+	}
+	if err := jsonfile.Save(path, map[string]any{"f": func() {}}, 0o600); err == nil {
+		t.Fatal("Save of a func succeeded")
+	}
+	after, _ := os.ReadFile(path)
+	if string(before) != string(after) {
+		t.Fatalf("failed Save changed the file:\n%s", after)
+	}
+	entries, _ := os.ReadDir(dir)
+	if len(entries) != 1 {
+		var names []string
+		for _, e := range entries {
+			names = append(names, e.Name())
+		}
+		t.Fatalf("directory holds %v; want only state.json", names)
+	}
+}
+
+func TestSaveIntoMissingDirFailsCleanly(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "gone", "state.json")
+	if err := jsonfile.Save(path, state{}, 0o600); err == nil || !strings.Contains(err.Error(), path) {
+		t.Fatalf("Save into a missing directory = %v; want an error naming %s", err, path)
+	}
+}
+
+func TestSaveHonoursPerm(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.json")
+	for _, perm := range []os.FileMode{0o644, 0o600} {
+		if err := jsonfile.Save(path, state{}, perm); err != nil {
+			t.Fatal(err)
+		}
+		fi, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm() != perm {
+			t.Errorf("mode = %v, want %v", fi.Mode().Perm(), perm)
+		}
+	}
+}
+
+func FuzzLoad(f *testing.F) {
+	f.Add([]byte(`{"names":["a"],"count":1}`))
+	f.Add([]byte("{\n\"count\": }"))
+	f.Add([]byte(""))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		path := filepath.Join(t.TempDir(), "f.json")
+		if err := os.WriteFile(path, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		var v state
+		exists, err := jsonfile.Load(path, &v)
+		if err != nil && !errors.Is(err, jsonfile.ErrCorrupt) {
+			t.Fatalf("Load error %v does not wrap ErrCorrupt", err)
+		}
+		if err != nil || !exists {
+			return
+		}
+		if err := jsonfile.Save(path, v, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		var again state
+		if _, err := jsonfile.Load(path, &again); err != nil {
+			t.Fatal(err)
+		}
+		if strings.Join(v.Names, "\x00") != strings.Join(again.Names, "\x00") || v.Count != again.Count {
+			t.Fatalf("round trip: %+v != %+v", v, again)
+		}
+	})
+}
+
+func TestWriteFileReplacesAtomically(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "relay.token")
+	for _, body := range []string{"first\n", "second\n"} {
+		if err := jsonfile.WriteFile(path, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if raw, _ := os.ReadFile(path); string(raw) != body {
+			t.Fatalf("file holds %q, want %q", raw, body)
+		}
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
+		t.Fatalf("directory holds %d entries, want 1", len(entries))
+	}
+}
