@@ -266,3 +266,19 @@ func TestGrantClose(t *testing.T) {
 		t.Fatal("closed grant's port was not granted again")
 	}
 }
+
+// Rebind takes back a port its mapping owns, and says so when another
+// program holds it.
+func TestRebind(t *testing.T) {
+	r := freeRange(t, 2)
+	a := allocator(r, owners{fmt.Sprintf("tcp/%d", r.Lo): "node-a", fmt.Sprintf("tcp/%d", r.Hi): "node-a"})
+	g, err := a.Rebind("tcp", r.Lo)
+	if err != nil || g.Port != r.Lo || g.Listener == nil {
+		t.Fatalf("Rebind: %+v, %v", g, err)
+	}
+	defer g.Close()
+	occupy(t, "tcp", r.Hi)
+	if _, err := a.Rebind("tcp", r.Hi); !errors.Is(err, ErrInUse) {
+		t.Fatalf("Rebind of a port in use: %v, want ErrInUse", err)
+	}
+}

@@ -1,0 +1,93 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/p2prc/p2prc/registry"
+	"github.com/p2prc/p2prc/registry/secret"
+	"github.com/p2prc/p2prc/tunnel"
+)
+
+func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("node", "node --relay HOST:PORT --expose SPEC [--expose SPEC ...] [flags]", stderr)
+	relay := fs.String("relay", "", "the relay's address, HOST:PORT")
+	exposes := fs.StringArray("expose", nil, "a local service to offer: tcp|udp:[HOST:]PORT[=REMOTE_PORT]; repeat for more")
+	name := fs.String("name", "", "this node's name in the relay's listings (default: the host name)")
+	once := fs.Bool("once", false, "exit when the session ends instead of reconnecting")
+	var tok tokenFlags
+	tok.add(fs)
+	state := stateFlag(fs)
+	var lf logFlags
+	lf.add(fs)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	log, err := lf.logger(stderr)
+	if err != nil {
+		return err
+	}
+	if *relay == "" {
+		return errors.New("--relay HOST:PORT is required")
+	}
+	if len(*exposes) == 0 {
+		return errors.New("nothing to expose: add --expose tcp:PORT (or udp:PORT)")
+	}
+	var list []tunnel.Expose
+	for _, s := range *exposes {
+		e, err := tunnel.ParseExpose(s)
+		if err != nil {
+			return err
+		}
+		list = append(list, e)
+	}
+	token, ok, err := tok.load()
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return fmt.Errorf("no token: copy the relay's %s here and pass --token-file FILE, or set %s", secret.TokenFileName, tokenEnv)
+	}
+	dir, err := stateDir(*state)
+	if err != nil {
+		return err
+	}
+	key, created, err := secret.LoadOrCreateKey(filepath.Join(dir, secret.KeyFileName))
+	if err != nil {
+		return err
+	}
+	if created {
+		log.Info("created this node's identity key", "file", filepath.Join(dir, secret.KeyFileName))
+	}
+	maps, err := registry.OpenMappings(filepath.Join(dir, registry.MappingFileName))
+	if err != nil {
+		return err
+	}
+	if *name == "" {
+		*name, _ = os.Hostname()
+	}
+	node, err := tunnel.NewNode(tunnel.NodeConfig{
+		Relay:    *relay,
+		Exposes:  list,
+		Name:     *name,
+		Token:    token,
+		Key:      key,
+		Mappings: maps,
+		Once:     *once,
+		Logger:   log,
+		OnReady: func(c tunnel.Connected) {
+			for _, m := range c.Mappings {
+				fmt.Fprintf(stdout, "%s %s -> %s\n", m.Network(), m.Local, m.PublicAddr())
+			}
+		},
+	})
+	if err != nil {
+		return err
+	}
+	log.Info("node starting", "relay", *relay, "id", node.ID(), "state", dir)
+	return node.Run(ctx)
+}

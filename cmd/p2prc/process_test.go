@@ -1,0 +1,271 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// binary is the p2prc binary built once for the tests that run it as a
+// separate process.
+var (
+	binaryOnce sync.Once
+	binaryPath string
+	binaryErr  error
+)
+
+func buildBinary(t *testing.T) string {
+	t.Helper()
+	binaryOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "p2prc-bin-*")
+		if err != nil {
+			binaryErr = err
+			return
+		}
+		binaryPath = filepath.Join(dir, "p2prc")
+		out, err := exec.Command("go", "build", "-o", binaryPath, ".").CombinedOutput()
+		if err != nil {
+			binaryErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if binaryErr != nil {
+		t.Fatal(binaryErr)
+	}
+	return binaryPath
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binaryPath != "" {
+		os.RemoveAll(filepath.Dir(binaryPath))
+	}
+	os.Exit(code)
+}
+
+// proc is a p2prc process started by a test and stopped by its cleanup.
+type proc struct {
+	cmd    *exec.Cmd
+	stdout *lineBuffer
+	stderr *lineBuffer
+	done   chan error
+}
+
+func start(t *testing.T, env []string, args ...string) *proc {
+	t.Helper()
+	cmd := exec.Command(buildBinary(t), args...)
+	cmd.Env = append(os.Environ(), env...)
+	p := &proc{cmd: cmd, stdout: newLineBuffer(), stderr: newLineBuffer(), done: make(chan error, 1)}
+	cmd.Stdout, cmd.Stderr = p.stdout, p.stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		cmd.Process.Signal(os.Interrupt)
+		select {
+		case <-p.done:
+		case <-time.After(10 * time.Second):
+			cmd.Process.Kill()
+			<-p.done
+		}
+		if t.Failed() {
+			t.Logf("%s stderr:\n%s", args[0], p.stderr.String())
+		}
+	})
+	return p
+}
+
+// wait returns the process's exit error, or fails the test after d.
+func (p *proc) wait(t *testing.T, d time.Duration) error {
+	t.Helper()
+	select {
+	case err := <-p.done:
+		p.done <- err // for the cleanup
+		return err
+	case <-time.After(d):
+		t.Fatalf("process still running after %v; stderr:\n%s", d, p.stderr.String())
+		return nil
+	}
+}
+
+// lineBuffer collects output and lets a test wait for a line matching a pattern.
+type lineBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+	ch  chan struct{}
+}
+
+func newLineBuffer() *lineBuffer { return &lineBuffer{ch: make(chan struct{}, 1)} }
+
+func (b *lineBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.buf.Write(p)
+	select {
+	case b.ch <- struct{}{}:
+	default:
+	}
+	return len(p), nil
+}
+
+func (b *lineBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func (b *lineBuffer) waitFor(t *testing.T, re *regexp.Regexp, d time.Duration) []string {
+	t.Helper()
+	deadline := time.After(d)
+	for {
+		if m := re.FindStringSubmatch(b.String()); m != nil {
+			return m
+		}
+		select {
+		case <-b.ch:
+		case <-deadline:
+			t.Fatalf("no line matching %v within %v; output:\n%s", re, d, b.String())
+		}
+	}
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// freeRange finds n consecutive ports free on 127.0.0.1.
+func freeRange(t *testing.T, n int) (lo int) {
+	t.Helper()
+	for base := 43000; base < 60000; base += n {
+		ok := true
+		for p := base; p < base+n && ok; p++ {
+			ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
+			if err != nil {
+				ok = false
+				continue
+			}
+			ln.Close()
+		}
+		if ok {
+			return base
+		}
+	}
+	t.Fatal("no free port range")
+	return 0
+}
+
+func startRelayProcess(t *testing.T, token string) (addr string, lo int) {
+	t.Helper()
+	addr = freePort(t)
+	lo = freeRange(t, 20)
+	r := start(t, nil, "relay", "--listen", addr, "--public-host", "127.0.0.1", "--bind-host", "127.0.0.1",
+		"--ports", fmt.Sprintf("%d-%d", lo, lo+19), "--token", token, "--state", t.TempDir())
+	r.stderr.waitFor(t, regexp.MustCompile(`relay ready`), 20*time.Second)
+	return addr, lo
+}
+
+func echoServer(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { io.Copy(c, c); c.Close() }()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+var exposedLine = regexp.MustCompile(`tcp (\S+) -> (\S+)\n`)
+
+// A relay and a node as real processes carry a visitor to the node's
+// service; the node says in one line where its service is reachable.
+func TestRelayAndNodeProcesses(t *testing.T) {
+	addr, _ := startRelayProcess(t, "tok")
+	svc := echoServer(t)
+	n := start(t, []string{"P2PRC_TOKEN=tok"}, "node", "--relay", addr, "--expose", "tcp:"+svc, "--state", t.TempDir())
+	m := n.stdout.waitFor(t, exposedLine, 20*time.Second)
+	if m[1] != svc {
+		t.Fatalf("node exposed %s, want %s", m[1], svc)
+	}
+	c, err := net.DialTimeout("tcp", m[2], 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	fmt.Fprintln(c, "hello through the relay")
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil || line != "hello through the relay\n" {
+		t.Fatalf("echo: %q, %v", line, err)
+	}
+}
+
+// A bad token or a port owned by another node ends the node with a non-zero
+// status and one clear line.
+func TestNodeExitsOnFatalRefusal(t *testing.T) {
+	addr, lo := startRelayProcess(t, "right")
+	svc := echoServer(t)
+
+	bad := start(t, []string{"P2PRC_TOKEN=wrong"}, "node", "--relay", addr, "--expose", "tcp:"+svc, "--state", t.TempDir())
+	checkFatal(t, bad, "token")
+
+	owner := start(t, []string{"P2PRC_TOKEN=right"}, "node", "--relay", addr, "--expose", fmt.Sprintf("tcp:%s=%d", svc, lo+3), "--state", t.TempDir())
+	owner.stdout.waitFor(t, exposedLine, 20*time.Second)
+	thief := start(t, []string{"P2PRC_TOKEN=right"}, "node", "--relay", addr, "--expose", fmt.Sprintf("tcp:%s=%d", svc, lo+3), "--state", t.TempDir())
+	checkFatal(t, thief, "owned by another node")
+}
+
+func checkFatal(t *testing.T, p *proc, want string) {
+	t.Helper()
+	err := p.wait(t, 20*time.Second)
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() == 0 {
+		t.Fatalf("exit: %v, want a non-zero status", err)
+	}
+	var last string
+	for _, l := range strings.Split(strings.TrimSpace(p.stderr.String()), "\n") {
+		last = l
+	}
+	if !strings.HasPrefix(last, "p2prc: ") || !strings.Contains(last, want) {
+		t.Fatalf("last stderr line %q, want a p2prc: line mentioning %q", last, want)
+	}
+}
+
+// SIGINT stops a relay cleanly: exit status 0.
+func TestRelayStopsCleanlyOnSignal(t *testing.T) {
+	addr := freePort(t)
+	r := start(t, nil, "relay", "--listen", addr, "--public-host", "127.0.0.1", "--ports", "45000-45010", "--state", t.TempDir())
+	r.stderr.waitFor(t, regexp.MustCompile(`relay ready`), 20*time.Second)
+	r.cmd.Process.Signal(os.Interrupt)
+	if err := r.wait(t, 10*time.Second); err != nil {
+		t.Fatalf("exit after SIGINT: %v", err)
+	}
+	if !strings.Contains(r.stderr.String(), "relay.token") {
+		t.Errorf("a relay started without a token did not say where it stored one:\n%s", r.stderr.String())
+	}
+}

@@ -1,0 +1,170 @@
+package tunnel
+
+import (
+	"cmp"
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"time"
+
+	"github.com/p2prc/p2prc/mux"
+	"github.com/p2prc/p2prc/registry"
+)
+
+// NodeConfig configures a Node. Zero values mean the defaults given on each
+// field; fields marked required have none.
+type NodeConfig struct {
+	// Relay is the relay's control address, host:port. Required.
+	Relay string
+	// Exposes are the local services to offer. At least one is required.
+	Exposes []Expose
+	// Name is shown in the relay's logs and listings. Zero: the relay
+	// names the node after its identity.
+	Name string
+	// Token is the secret shared with the relay. Required.
+	Token []byte
+	// Key is the node's identity; mappings belong to it. Required.
+	Key ed25519.PrivateKey
+	// Mappings receives the node's own copy of its mappings whenever its
+	// grants arrive. Nil: no copy is kept.
+	Mappings *registry.Mappings
+	// Once makes Run return after the first session ends instead of
+	// reconnecting.
+	Once bool
+	// DialTimeout bounds connecting to the relay. Zero: 10 s.
+	DialTimeout time.Duration
+	// HandshakeTimeout bounds the handshake. Zero: 10 s.
+	HandshakeTimeout time.Duration
+	// PeerTimeout is how long the relay may stay silent before the node
+	// judges it dead and reconnects; the node pings every third of it.
+	// Zero: 30 s.
+	PeerTimeout time.Duration
+	// MinBackoff and MaxBackoff bound the wait between reconnects, which
+	// doubles from MinBackoff up to MaxBackoff, with jitter. Zero: 1 s and
+	// 30 s.
+	MinBackoff, MaxBackoff time.Duration
+	// Session configures yamux.
+	Session mux.SessionConfig
+	// Logger receives one line per state change. Nil discards.
+	Logger *slog.Logger
+	// OnReady, if set, is called each time the node is connected and has
+	// its grants.
+	OnReady func(Connected)
+}
+
+// Connected describes a node session once its grants are in.
+type Connected struct {
+	Relay      string             // the relay's control address
+	RelayName  string             // the relay's name
+	PublicHost string             // the host visitors use
+	Mappings   []registry.Mapping // what was granted
+}
+
+const (
+	defaultDialTimeout = 10 * time.Second
+	defaultMinBackoff  = time.Second
+	defaultMaxBackoff  = 30 * time.Second
+)
+
+func (c *NodeConfig) validate() error {
+	switch {
+	case c.Relay == "":
+		return errors.New("node: a relay address is required (--relay HOST:PORT)")
+	case len(c.Exposes) == 0:
+		return errors.New("node: nothing to expose; add --expose tcp:PORT")
+	case len(c.Token) == 0:
+		return errors.New("node: a token is required (--token-file or P2PRC_TOKEN)")
+	case len(c.Key) != ed25519.PrivateKeySize:
+		return errors.New("node: an identity key is required")
+	}
+	c.DialTimeout = cmp.Or(c.DialTimeout, defaultDialTimeout)
+	c.HandshakeTimeout = cmp.Or(c.HandshakeTimeout, defaultHandshakeTimeout)
+	c.PeerTimeout = cmp.Or(c.PeerTimeout, defaultPeerTimeout)
+	c.MinBackoff = cmp.Or(c.MinBackoff, defaultMinBackoff)
+	c.MaxBackoff = max(cmp.Or(c.MaxBackoff, defaultMaxBackoff), c.MinBackoff)
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return nil
+}
+
+// Node keeps a session with a relay and carries the relay's visitors to
+// local services.
+type Node struct {
+	cfg NodeConfig
+	log *slog.Logger
+	id  string
+}
+
+// NewNode checks cfg and returns a node ready to Run.
+func NewNode(cfg NodeConfig) (*Node, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	id := mux.NodeID(cfg.Key.Public().(ed25519.PublicKey))
+	return &Node{cfg: cfg, log: cfg.Logger.With("relay", cfg.Relay), id: id}, nil
+}
+
+// ID is the node's identity, as the relay records it.
+func (n *Node) ID() string { return n.id }
+
+// Run connects to the relay and serves visitors until ctx is cancelled
+// (returning nil) or the relay refuses the node for a reason retrying cannot
+// fix (returning that). Network failures are retried with backoff, unless
+// the configuration says Once.
+func (n *Node) Run(ctx context.Context) error {
+	backoff := n.cfg.MinBackoff
+	lastErr := ""
+	for {
+		start := time.Now()
+		err := n.runSession(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if isFatal(err) || n.cfg.Once {
+			return err
+		}
+		if time.Since(start) > n.cfg.MaxBackoff {
+			backoff = n.cfg.MinBackoff // it was up a good while: retry fast
+		}
+		wait := jitter(backoff)
+		if msg := err.Error(); msg != lastErr {
+			n.log.Warn("relay unreachable; reconnecting with backoff", "err", err, "next_in", wait.Round(time.Millisecond))
+			lastErr = msg
+		} else {
+			n.log.Debug("still reconnecting", "err", err, "next_in", wait.Round(time.Millisecond))
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
+		backoff = min(2*backoff, n.cfg.MaxBackoff)
+	}
+}
+
+// jitter spreads reconnects of many nodes: a wait between 80 % and 120 % of d.
+func jitter(d time.Duration) time.Duration {
+	return time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
+}
+
+// isFatal reports whether err means retrying cannot help.
+func isFatal(err error) bool {
+	var refused *mux.Error
+	if errors.As(err, &refused) {
+		return refused.Fatal()
+	}
+	return errors.Is(err, mux.ErrRelayProof) || errors.Is(err, mux.ErrVersion)
+}
+
+// fatalExpose names the expose a fatal refusal was for.
+type exposeError struct {
+	expose Expose
+	err    *mux.Error
+}
+
+func (e *exposeError) Error() string { return fmt.Sprintf("--expose %s: %s", e.expose, e.err.Text) }
+func (e *exposeError) Unwrap() error { return e.err }

@@ -1,0 +1,154 @@
+package tunnel
+
+import (
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/yamux"
+
+	"github.com/p2prc/p2prc/mux"
+)
+
+// Copy buffers. A direction reads into its own small buffer while it is idle
+// or trickling, borrows a large pooled one once a read fills the small one,
+// and gives it back when a read returns less than a small buffer's worth, so a thousand idle connections cost a thousand small buffers, not a
+// thousand large ones. The large size is also the largest yamux frame we
+// write, which bounds how long one frame occupies a slow link.
+const (
+	smallBufSize = 4 << 10
+	largeBufSize = 32 << 10
+)
+
+var largeBufs = sync.Pool{New: func() any { b := make([]byte, largeBufSize); return &b }}
+
+// pipe joins one TCP connection (a visitor's at the relay, the local
+// service's at the node) to the yamux stream that carries it, until both
+// directions are done.
+//
+// A clean end of input in one direction (EOF) is passed on as a half-close,
+// so a client that shuts down writing still gets its reply. Any error ends
+// both directions at once, and onAbort tells the other end to do the same.
+type pipe struct {
+	conn    *net.TCPConn
+	stream  *yamux.Stream
+	onAbort func() // tells the peer to abort its end; may be nil
+
+	// awaitStatus makes streamToConn read the node's status byte before any
+	// data (the relay's end); a refusal aborts the pipe.
+	awaitStatus bool
+
+	abortOnce sync.Once
+	aborted   chan struct{}
+}
+
+func newPipe(conn *net.TCPConn, stream *yamux.Stream, onAbort func()) *pipe {
+	return &pipe{conn: conn, stream: stream, onAbort: onAbort, aborted: make(chan struct{})}
+}
+
+// run copies both ways and returns when both directions have ended and both
+// ends are closed.
+func (p *pipe) run() {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		p.connToStream()
+	}()
+	p.streamToConn()
+	<-done
+	p.conn.Close()
+	p.stream.Close()
+}
+
+// connToStream copies the TCP connection into the stream; at its EOF the
+// stream is half-closed.
+func (p *pipe) connToStream() {
+	if err := copyAdaptive(p.stream, p.conn, nil); err != nil {
+		p.abort(true)
+		return
+	}
+	p.stream.Close() // yamux Close sends FIN: our half only
+}
+
+// streamToConn copies the stream into the TCP connection; at its EOF the
+// connection is half-closed.
+func (p *pipe) streamToConn() {
+	if p.awaitStatus {
+		var st [1]byte
+		if _, err := io.ReadFull(p.stream, st[:]); err != nil || mux.Status(st[0]) != mux.StatusOK {
+			p.abort(false) // the node refused or vanished; it needs no reset
+			return
+		}
+	}
+	if err := copyAdaptive(p.conn, p.stream, p.stream); err != nil {
+		p.abort(true)
+		return
+	}
+	p.conn.CloseWrite()
+}
+
+// abort ends both directions now. tellPeer sends a reset to the other end,
+// unless the abort came from there.
+func (p *pipe) abort(tellPeer bool) {
+	p.abortOnce.Do(func() {
+		close(p.aborted)
+		p.conn.SetLinger(0) // the peer sees a reset, not a clean end
+		p.conn.Close()
+		p.stream.SetDeadline(time.Now()) // unblocks our own pending Read and Write
+		p.stream.Close()
+		if tellPeer && p.onAbort != nil {
+			p.onAbort()
+		}
+	})
+}
+
+// isAborted reports whether the pipe was aborted (by either end).
+func (p *pipe) isAborted() bool {
+	select {
+	case <-p.aborted:
+		return true
+	default:
+		return false
+	}
+}
+
+// copyAdaptive copies src to dst until src's EOF (returned as nil) or an
+// error. When shrink is set, the stream's receive buffer is released each
+// time the copy falls idle.
+func copyAdaptive(dst io.Writer, src io.Reader, shrink *yamux.Stream) error {
+	small := make([]byte, smallBufSize)
+	buf := small
+	var large *[]byte
+	defer func() {
+		if large != nil {
+			largeBufs.Put(large)
+		}
+	}()
+	for {
+		n, rerr := src.Read(buf)
+		if n > 0 {
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return werr
+			}
+		}
+		switch {
+		case n == len(buf) && large == nil:
+			large = largeBufs.Get().(*[]byte)
+			buf = *large
+		case n < smallBufSize && large != nil:
+			largeBufs.Put(large)
+			large, buf = nil, small
+			if shrink != nil {
+				shrink.Shrink()
+			}
+		}
+		if rerr != nil {
+			if errors.Is(rerr, io.EOF) {
+				return nil
+			}
+			return rerr
+		}
+	}
+}

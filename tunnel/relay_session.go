@@ -1,0 +1,259 @@
+package tunnel
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/yamux"
+
+	"github.com/p2prc/p2prc/mux"
+	"github.com/p2prc/p2prc/portalloc"
+)
+
+// maxLocalLen caps the local target a node may record in a mapping.
+const maxLocalLen = 255
+
+// relaySession is one authenticated node connection, seen from the relay.
+type relaySession struct {
+	r      *Relay
+	peer   mux.Peer
+	remote string
+	ym     *yamux.Session
+	ctrl   *mux.Conn
+	log    *slog.Logger
+	pipes  pipes
+
+	ports []*publicPort // ports attached to this session; guarded by r.mu
+
+	tasks group // visitor pipes and helpers
+
+	closeOnce sync.Once
+	reason    string // why the session ended; set once, under closeOnce
+}
+
+func newRelaySession(r *Relay, peer mux.Peer, remote string, ym *yamux.Session, ctrl *mux.Conn) *relaySession {
+	return &relaySession{
+		r: r, peer: peer, remote: remote, ym: ym, ctrl: ctrl,
+		log: r.log.With("node", peer.Name, "id", peer.ID[:8], "remote", remote),
+	}
+}
+
+// run serves the control stream until the session ends, then closes
+// everything the session holds and waits for it. It returns why it ended.
+func (s *relaySession) run(ctx context.Context) string {
+	stop := context.AfterFunc(ctx, func() { s.close(mux.CodeShutdown, "the relay is shutting down") })
+	s.tasks.spawn(s.refuseStreams)
+	err := s.serveControl()
+	stop()
+	s.close("", describeEnd(err))
+	s.tasks.closeAndWait()
+	return s.reason
+}
+
+// serveControl reads control messages until the stream fails or the node
+// closes the session.
+func (s *relaySession) serveControl() error {
+	for {
+		s.ctrl.SetReadDeadline(time.Now().Add(s.r.cfg.PeerTimeout))
+		m, err := s.ctrl.Recv()
+		switch {
+		case errors.Is(err, mux.ErrUnknownType):
+			s.ctrl.Send(&mux.Error{Code: mux.CodeUnknownMessage, Text: err.Error()})
+			continue
+		case errors.Is(err, mux.ErrMalformed):
+			s.ctrl.Send(&mux.Error{Code: mux.CodeBadRequest, Text: err.Error()})
+			continue
+		case err != nil:
+			return err
+		}
+		switch m := m.(type) {
+		case *mux.Expose:
+			s.answerExpose(m)
+		case *mux.Ping:
+			s.ctrl.Send(&mux.Pong{Seq: m.Seq})
+		case *mux.Pong:
+		case *mux.Reset:
+			s.pipes.reset(m.Stream)
+		case *mux.Close:
+			return fmt.Errorf("node closed the session: %s", m.Reason)
+		case *mux.Error:
+			s.log.Warn("node reported an error", "code", m.Code, "text", m.Text)
+		default:
+			s.ctrl.Send(&mux.Error{Code: mux.CodeBadRequest, Text: fmt.Sprintf("a relay does not accept %v messages", m.Type())})
+		}
+	}
+}
+
+// answerExpose grants a port or says why not.
+func (s *relaySession) answerExpose(req *mux.Expose) {
+	g, refusal := s.r.expose(s, req)
+	if refusal != nil {
+		refusal.ID = req.ID
+		s.log.Info("refused", "type", req.Network, "local", req.Local, "wanted", req.WantedPort, "code", refusal.Code, "why", refusal.Text)
+		s.ctrl.Send(refusal)
+		return
+	}
+	g.ID = req.ID
+	s.log.Info("granted", "type", g.Network, "port", g.Port, "local", req.Local)
+	s.ctrl.Send(g)
+}
+
+// refuseStreams closes streams the node opens: only the relay opens
+// visitor streams. Accepting them keeps yamux's backlog from filling.
+func (s *relaySession) refuseStreams() {
+	for {
+		st, err := s.ym.AcceptStream()
+		if err != nil {
+			return
+		}
+		st.Close()
+	}
+}
+
+// serveVisitor carries visitor c of port pp to the node. It reports false if
+// the session is ending.
+func (s *relaySession) serveVisitor(pp *publicPort, c *net.TCPConn) bool {
+	return s.tasks.spawn(func() { s.pipeVisitor(pp, c) })
+}
+
+func (s *relaySession) pipeVisitor(pp *publicPort, c *net.TCPConn) {
+	st, err := s.ym.OpenStream()
+	if err != nil {
+		c.SetLinger(0)
+		c.Close()
+		return
+	}
+	hdr := mux.StreamHeader{
+		Kind:    mux.KindTCP,
+		Port:    uint16(pp.key.port),
+		Visitor: unmap(c.RemoteAddr().(*net.TCPAddr).AddrPort()),
+	}
+	b, _ := hdr.AppendBinary(nil)
+	id := st.StreamID()
+	p := newPipe(c, st, func() { s.ctrl.Send(&mux.Reset{Stream: id}) })
+	p.awaitStatus = true
+	if _, err := st.Write(b); err != nil || !s.pipes.add(id, p) {
+		c.SetLinger(0)
+		c.Close()
+		st.Close()
+		return
+	}
+	defer s.pipes.remove(id)
+	p.run()
+}
+
+// unmap shows an IPv4 visitor of a dual-stack port as IPv4.
+func unmap(ap netip.AddrPort) netip.AddrPort {
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+}
+
+// close ends the session: it tells the node why (bounded in time), aborts
+// every pipe and closes the yamux session. Only the first call counts.
+func (s *relaySession) close(code mux.ErrorCode, reason string) {
+	s.closeOnce.Do(func() {
+		s.reason = reason
+		wait := sendBounded(s.ctrl, &mux.Close{Code: code, Reason: reason})
+		s.pipes.closeAll()
+		s.ym.Close()
+		wait()
+	})
+}
+
+// expose decides one request: the port this node already holds for the
+// service, a wanted port, or one the allocator chooses.
+func (r *Relay) expose(s *relaySession, req *mux.Expose) (*mux.Grant, *mux.Error) {
+	if req.Network != "tcp" {
+		return nil, &mux.Error{Code: mux.CodeBadRequest, Text: fmt.Sprintf("type %q is not supported by this relay; use tcp", req.Network)}
+	}
+	if req.Local == "" || len(req.Local) > maxLocalLen {
+		return nil, &mux.Error{Code: mux.CodeBadRequest, Text: "the local target must be host:port, at most 255 bytes"}
+	}
+	owner := s.peer.ID
+	now := time.Now()
+
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.sessions[owner] != s {
+		return nil, &mux.Error{Code: mux.CodeReplaced, Text: "this session was replaced by a newer one of the same node"}
+	}
+	// Sticky ports: the same node exposing the same service gets its port back.
+	if m, ok := r.maps.Find(owner, req.Network, req.Local); ok && (req.WantedPort == 0 || req.WantedPort == m.BlindPort) {
+		return r.attach(s, m.BlindPort, req, now)
+	}
+	// A wanted port this node holds for another service moves to this one.
+	if m, ok := r.maps.Lookup(req.Network, req.WantedPort); ok && m.Owner == owner {
+		return r.attach(s, m.BlindPort, req, now)
+	}
+	g, err := r.alloc.Allocate(req.Network, owner, req.WantedPort)
+	if err != nil {
+		return nil, refusal(err)
+	}
+	if err := r.maps.Put(r.newMapping(s, req.Network, req.Local, g.Port, now)); err != nil {
+		g.Close()
+		r.log.Error("recording a mapping", "err", err)
+		return nil, &mux.Error{Code: mux.CodeInternal, Text: "the relay could not record the mapping; try again later"}
+	}
+	r.openPort(g)
+	return r.attach(s, g.Port, req, now)
+}
+
+// attach gives s the mapping on port, re-binding the port if the relay could
+// not keep it, and records the grant. Call with r.mu held.
+func (r *Relay) attach(s *relaySession, port int, req *mux.Expose, now time.Time) (*mux.Grant, *mux.Error) {
+	key := portKey{req.Network, port}
+	pp := r.ports[key]
+	if pp == nil {
+		g, err := r.alloc.Rebind(key.network, key.port)
+		if err != nil {
+			return nil, &mux.Error{Code: mux.CodeInUse, Text: fmt.Sprintf(
+				"port %v, which this relay keeps for you, is taken by another program on the relay host; ask its operator to free it, or remove the mapping to get another port", key)}
+		}
+		pp = r.openPort(g)
+	}
+	m, _ := r.maps.Lookup(key.network, key.port)
+	m.ServerName, m.Address = r.cfg.Name, r.cfg.PublicHost
+	m.NodeName, m.Local, m.LastSeen = s.peer.Name, req.Local, now
+	if err := r.maps.Put(m); err != nil {
+		r.log.Error("recording a mapping", "err", err)
+		return nil, &mux.Error{Code: mux.CodeInternal, Text: "the relay could not record the mapping; try again later"}
+	}
+	pp.session.Store(s)
+	s.ports = append(s.ports, pp)
+	return &mux.Grant{Network: key.network, Port: port, PublicHost: r.cfg.PublicHost, Relay: r.cfg.Name}, nil
+}
+
+// refusal turns an allocator error into what the node is told.
+func refusal(err error) *mux.Error {
+	code := mux.CodeInternal
+	switch {
+	case errors.Is(err, portalloc.ErrOutOfRange):
+		code = mux.CodeOutOfRange
+	case errors.Is(err, portalloc.ErrOwned):
+		code = mux.CodeOwned
+	case errors.Is(err, portalloc.ErrInUse):
+		code = mux.CodeInUse
+	case errors.Is(err, portalloc.ErrExhausted):
+		code = mux.CodeExhausted
+	}
+	return &mux.Error{Code: code, Text: err.Error()}
+}
+
+// describeEnd says in a few words why a control stream ended.
+func describeEnd(err error) string {
+	switch {
+	case err == nil, errors.Is(err, io.EOF):
+		return "connection closed"
+	case errors.Is(err, yamux.ErrTimeout), errors.Is(err, context.DeadlineExceeded):
+		return "the peer went silent (no ping within the peer timeout)"
+	case errors.Is(err, yamux.ErrSessionShutdown), errors.Is(err, net.ErrClosed):
+		return "connection closed"
+	}
+	return err.Error()
+}
