@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/p2prc/p2prc/registry"
 	"github.com/p2prc/p2prc/registry/secret"
@@ -19,6 +20,8 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	exposes := fs.StringArray("expose", nil, "a local service to offer: tcp|udp:[HOST:]PORT[=REMOTE_PORT]; repeat for more")
 	name := fs.String("name", "", "this node's name in the relay's listings (default: the host name)")
 	once := fs.Bool("once", false, "exit when the session ends instead of reconnecting")
+	peerTimeout := fs.Duration("peer-timeout", 30*time.Second, "a relay silent this long is judged dead and the node reconnects")
+	maxBackoff := fs.Duration("max-backoff", 30*time.Second, "the longest wait between reconnect attempts (they start at 1s and double)")
 	var tok tokenFlags
 	tok.add(fs)
 	state := stateFlag(fs)
@@ -79,6 +82,9 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		Mappings: maps,
 		Once:     *once,
 		Logger:   log,
+
+		PeerTimeout: *peerTimeout,
+		MaxBackoff:  *maxBackoff,
 		OnReady: func(c tunnel.Connected) {
 			for _, m := range c.Mappings {
 				fmt.Fprintf(stdout, "%s %s -> %s\n", m.Network(), m.Local, m.PublicAddr())

@@ -30,6 +30,8 @@ func runRelay(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	bindHost := fs.String("bind-host", "", "address public ports listen on (default: all interfaces)")
 	name := fs.String("name", "", "this relay's name in grants and files (default: the host name)")
 	lease := fs.Duration("lease", 24*time.Hour, "how long a mapping stays reserved for its node after the node goes away")
+	peerTimeout := fs.Duration("peer-timeout", 30*time.Second, "a node silent this long is judged dead and its session closed")
+	handshakeTimeout := fs.Duration("handshake-timeout", 10*time.Second, "a node must finish its handshake within this")
 	var tok tokenFlags
 	tok.add(fs)
 	state := stateFlag(fs)
@@ -86,6 +88,9 @@ func runRelay(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		Mappings:   maps,
 		Lease:      *lease,
 		Logger:     log,
+
+		PeerTimeout:      *peerTimeout,
+		HandshakeTimeout: *handshakeTimeout,
 	})
 	if err != nil {
 		return err
