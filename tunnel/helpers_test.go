@@ -2,6 +2,7 @@ package tunnel
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -171,6 +172,8 @@ type relayOpts struct {
 	Lease    time.Duration
 	Addr     string // control address to listen on
 	MapsPath string // the mapping file
+
+	PeerTimeout time.Duration // zero: 3 s
 }
 
 type testRelay struct {
@@ -179,6 +182,7 @@ type testRelay struct {
 	MapsPath string
 	Ports    portalloc.Range
 	Logs     *logBuffer
+	Relay    *Relay
 	stop     func()
 }
 
@@ -210,7 +214,7 @@ func startRelay(t *testing.T, o relayOpts) *testRelay {
 		Mappings:         maps,
 		Lease:            o.Lease,
 		HandshakeTimeout: 2 * time.Second,
-		PeerTimeout:      3 * time.Second,
+		PeerTimeout:      cmp.Or(o.PeerTimeout, 3*time.Second),
 		Logger:           log,
 	})
 	if err != nil {
@@ -238,7 +242,7 @@ func startRelay(t *testing.T, o relayOpts) *testRelay {
 		})
 	}
 	t.Cleanup(stop)
-	return &testRelay{Addr: ln.Addr().String(), Maps: maps, MapsPath: o.MapsPath, Ports: o.Ports, Logs: logs, stop: stop}
+	return &testRelay{Addr: ln.Addr().String(), Maps: maps, MapsPath: o.MapsPath, Ports: o.Ports, Logs: logs, Relay: r, stop: stop}
 }
 
 type testNode struct {

@@ -23,6 +23,7 @@ type nodeSession struct {
 	n       *Node
 	ym      *yamux.Session
 	ctrl    *mux.Conn
+	live    *liveConn
 	welcome *mux.Welcome
 	log     *slog.Logger
 	pipes   pipes
@@ -35,6 +36,7 @@ type nodeSession struct {
 
 	tasks     group // visitor pipes, the control reader, pings, retries
 	closeOnce sync.Once
+	cause     error // the reason given to the first close, if any
 }
 
 // runSession connects, authenticates, asks for every expose and serves
@@ -45,8 +47,9 @@ func (n *Node) runSession(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	tuneTCP(conn)
-	ym, err := mux.Client(conn, n.cfg.Session)
+	tuneTCP(conn, n.cfg.PeerTimeout)
+	live := newLiveConn(conn)
+	ym, err := mux.Client(live, n.cfg.Session)
 	if err != nil {
 		conn.Close()
 		return err
@@ -65,7 +68,7 @@ func (n *Node) runSession(ctx context.Context) error {
 		return err
 	}
 	s := &nodeSession{
-		n: n, ym: ym, ctrl: ctrl, welcome: w,
+		n: n, ym: ym, ctrl: ctrl, welcome: w, live: live,
 		log:      n.log.With("relay_name", w.Relay),
 		done:     make(chan struct{}),
 		mappings: make(map[portKey]registry.Mapping),
@@ -85,6 +88,11 @@ func (s *nodeSession) run(ctx context.Context) error {
 	})
 	s.tasks.spawn(s.acceptStreams)
 	s.tasks.spawn(s.ping)
+	s.tasks.spawn(func() {
+		watchPeer(s.done, s.live, s.n.cfg.PeerTimeout, func(silent time.Duration) {
+			s.close(mux.CodeTimeout, fmt.Sprintf("the relay sent nothing for %v", silent.Round(time.Second)))
+		})
+	})
 
 	err := s.exposeAll()
 	if err == nil {
@@ -93,6 +101,9 @@ func (s *nodeSession) run(ctx context.Context) error {
 	}
 	s.close(mux.CodeShutdown, "")
 	s.tasks.closeAndWait()
+	if s.cause != nil {
+		return s.cause // why we closed says more than what closing did to the reader
+	}
 	return err
 }
 
@@ -214,7 +225,6 @@ func describeMapping(m registry.Mapping) string {
 // closes the session, and returns why.
 func (s *nodeSession) readControl() error {
 	for {
-		s.ctrl.SetReadDeadline(time.Now().Add(s.n.cfg.PeerTimeout))
 		m, err := s.ctrl.Recv()
 		switch {
 		case errors.Is(err, mux.ErrUnknownType):
@@ -329,12 +339,14 @@ func (s *nodeSession) serveStream(st *yamux.Stream) {
 	p.run()
 }
 
-// close ends the session, telling the relay why when there is a reason.
+// close ends the session, telling the relay why when there is a reason;
+// the reason is then what run returns.
 func (s *nodeSession) close(code mux.ErrorCode, reason string) {
 	s.closeOnce.Do(func() {
 		close(s.done)
 		wait := func() {}
 		if reason != "" {
+			s.cause = errors.New(reason)
 			wait = sendBounded(s.ctrl, &mux.Close{Code: code, Reason: reason})
 		}
 		s.pipes.closeAll()

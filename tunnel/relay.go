@@ -36,8 +36,9 @@ type RelayConfig struct {
 	Lease time.Duration
 	// HandshakeTimeout bounds a node's handshake. Zero: 10 s.
 	HandshakeTimeout time.Duration
-	// PeerTimeout is how long a node may stay silent before it is judged
-	// dead (nodes ping every third of it). Zero: 30 s.
+	// PeerTimeout is how long a node may send nothing at all before it is
+	// judged dead (nodes ping every third of it), and how long the kernel
+	// waits for the node to acknowledge data (TCP_USER_TIMEOUT). Zero: 30 s.
 	PeerTimeout time.Duration
 	// Session configures yamux.
 	Session mux.SessionConfig
@@ -167,8 +168,9 @@ func (r *Relay) acceptNodes(ctx context.Context, ln net.Listener) error {
 // serveConn authenticates one node connection and runs its session.
 func (r *Relay) serveConn(ctx context.Context, c net.Conn) {
 	remote := c.RemoteAddr().String()
-	tuneTCP(c)
-	ym, err := mux.Server(c, r.cfg.Session)
+	tuneTCP(c, r.cfg.PeerTimeout)
+	live := newLiveConn(c)
+	ym, err := mux.Server(live, r.cfg.Session)
 	if err != nil {
 		c.Close()
 		r.log.Error("starting session", "remote", remote, "err", err)
@@ -197,7 +199,7 @@ func (r *Relay) serveConn(ctx context.Context, c net.Conn) {
 		r.log.Log(ctx, level, "node handshake failed", "remote", remote, "err", err)
 		return
 	}
-	s := newRelaySession(r, peer, remote, ym, ctrl)
+	s := newRelaySession(r, peer, remote, ym, ctrl, live)
 	r.register(s)
 	s.log.Info("node connected")
 	reason := s.run(ctx)

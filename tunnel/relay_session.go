@@ -27,6 +27,7 @@ type relaySession struct {
 	remote string
 	ym     *yamux.Session
 	ctrl   *mux.Conn
+	live   *liveConn
 	log    *slog.Logger
 	pipes  pipes
 
@@ -38,9 +39,9 @@ type relaySession struct {
 	reason    string // why the session ended; set once, under closeOnce
 }
 
-func newRelaySession(r *Relay, peer mux.Peer, remote string, ym *yamux.Session, ctrl *mux.Conn) *relaySession {
+func newRelaySession(r *Relay, peer mux.Peer, remote string, ym *yamux.Session, ctrl *mux.Conn, live *liveConn) *relaySession {
 	return &relaySession{
-		r: r, peer: peer, remote: remote, ym: ym, ctrl: ctrl,
+		r: r, peer: peer, remote: remote, ym: ym, ctrl: ctrl, live: live,
 		log: r.log.With("node", peer.Name, "id", peer.ID[:8], "remote", remote),
 	}
 }
@@ -50,6 +51,11 @@ func newRelaySession(r *Relay, peer mux.Peer, remote string, ym *yamux.Session, 
 func (s *relaySession) run(ctx context.Context) string {
 	stop := context.AfterFunc(ctx, func() { s.close(mux.CodeShutdown, "the relay is shutting down") })
 	s.tasks.spawn(s.refuseStreams)
+	s.tasks.spawn(func() {
+		watchPeer(s.ym.CloseChan(), s.live, s.r.cfg.PeerTimeout, func(silent time.Duration) {
+			s.close(mux.CodeTimeout, fmt.Sprintf("the node sent nothing for %v", silent.Round(time.Second)))
+		})
+	})
 	err := s.serveControl()
 	stop()
 	s.close("", describeEnd(err))
@@ -61,7 +67,6 @@ func (s *relaySession) run(ctx context.Context) string {
 // closes the session.
 func (s *relaySession) serveControl() error {
 	for {
-		s.ctrl.SetReadDeadline(time.Now().Add(s.r.cfg.PeerTimeout))
 		m, err := s.ctrl.Recv()
 		switch {
 		case errors.Is(err, mux.ErrUnknownType):

@@ -1,0 +1,11 @@
+//go:build !linux
+
+package tunnel
+
+import (
+	"net"
+	"time"
+)
+
+// setUserTimeout is Linux-only; elsewhere keepalive and our pings suffice.
+func setUserTimeout(*net.TCPConn, time.Duration) {}
