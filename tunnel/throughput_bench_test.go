@@ -74,7 +74,7 @@ func benchTunnel(b *testing.B, target string) string {
 	if err != nil {
 		b.Fatal(err)
 	}
-	rng, _ := portalloc.ParseRange("47000-47999", false)
+	rng, _ := portalloc.ParseRange("61000-61999", false)
 	token := []byte("bench")
 	relay, err := NewRelay(RelayConfig{Name: "r", PublicHost: "127.0.0.1", BindHost: "127.0.0.1", Token: token, Ports: rng, Mappings: maps})
 	if err != nil {

@@ -16,6 +16,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"time"
 )
 
 // MaxSize caps how much of a file Load reads. State files hold at most a few
@@ -156,7 +157,23 @@ func WriteFile(path string, data []byte, perm os.FileMode) error {
 	if err := writeTemp(dir, base, data, perm, path); err != nil {
 		return fmt.Errorf("save %s: %w", path, err)
 	}
+	removeStaleTemps(dir, base, time.Now())
 	return nil
+}
+
+// staleTempAge is how old a temporary file must be before a later save
+// removes it. A save takes milliseconds; an older one was left by a process
+// killed in the middle of writing.
+const staleTempAge = 10 * time.Minute
+
+// removeStaleTemps removes temporary files of base left behind by crashes.
+func removeStaleTemps(dir, base string, now time.Time) {
+	matches, _ := filepath.Glob(filepath.Join(dir, "."+base+".tmp-*"))
+	for _, m := range matches {
+		if fi, err := os.Lstat(m); err == nil && fi.Mode().IsRegular() && now.Sub(fi.ModTime()) > staleTempAge {
+			os.Remove(m)
+		}
+	}
 }
 
 // writeTemp does the steps of Save that leave a temporary file behind on

@@ -25,7 +25,7 @@ import (
 )
 
 // portRange is where the demo relay grants ports; busy ones are skipped.
-const portRange = "42000-42999"
+const portRange = "61000-61999"
 
 // page is what the demo's web service answers.
 const page = "Hello from behind the NAT! This page was served by a local web service and fetched through the relay.\n"
