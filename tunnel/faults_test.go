@@ -189,3 +189,51 @@ func TestSlowVisitorIsBoundedByTheWindow(t *testing.T) {
 	t.Logf("service blocked after %d KiB", written.Load()>>10)
 	visitor.Close()
 }
+
+// A node that cannot reach its relay says so once, not at every retry, and
+// says so again only when something changes; it reconnects by itself when
+// the relay comes up.
+func TestReconnectLogsEachStateOnce(t *testing.T) {
+	leakCheck(t)
+	addr := localAddr(deadPort(t))
+	svc := startEcho(t)
+	cfg := NodeConfig{
+		Relay: addr, Token: testToken, Exposes: []Expose{tcpExpose(svc)},
+		DialTimeout: time.Second, PeerTimeout: 3 * time.Second,
+		MinBackoff: 5 * time.Millisecond, MaxBackoff: 20 * time.Millisecond,
+	}
+	node := runNode(t, cfg)
+	if !eventually(5*time.Second, func() bool { return node.Logs.count("still reconnecting") >= 5 }) {
+		t.Fatalf("the node did not keep retrying; its log:\n%s", node.Logs)
+	}
+	if n := node.Logs.count("level=WARN"); n != 1 {
+		t.Fatalf("%d warnings for one unreachable relay, want 1; log:\n%s", n, node.Logs)
+	}
+	relay := startRelay(t, relayOpts{Addr: addr})
+	ms := node.nextReady(t, 5*time.Second).Mappings
+	assertEcho(t, ms[0].BlindPort)
+	relay.Stop()
+	if !eventually(5*time.Second, func() bool { return node.Logs.count("level=WARN msg=\"lost the relay") == 1 }) {
+		t.Fatalf("losing the relay was not said; log:\n%s", node.Logs)
+	}
+	// Then one line for why it cannot be reached, however many retries fail.
+	retries := node.Logs.count("still reconnecting")
+	if !eventually(5*time.Second, func() bool { return node.Logs.count("still reconnecting") >= retries+5 }) {
+		t.Fatalf("the node stopped retrying; log:\n%s", node.Logs)
+	}
+	if n := node.Logs.count("level=WARN"); n != 3 {
+		t.Fatalf("%d warnings, want 3 (unreachable, lost, unreachable); log:\n%s", n, node.Logs)
+	}
+}
+
+// With Once, a node whose relay is unreachable returns instead of retrying.
+func TestOnceReturnsOnFirstFailure(t *testing.T) {
+	leakCheck(t)
+	node := runNode(t, NodeConfig{
+		Relay: localAddr(deadPort(t)), Token: testToken, Once: true,
+		Exposes: []Expose{tcpExpose("127.0.0.1:1")},
+	})
+	if err := node.wait(t, 5*time.Second); err == nil {
+		t.Fatal("Run returned nil for an unreachable relay with Once")
+	}
+}

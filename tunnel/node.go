@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"sync/atomic"
 	"time"
 
 	"github.com/p2prc/p2prc/mux"
@@ -97,6 +98,8 @@ type Node struct {
 	cfg NodeConfig
 	log *slog.Logger
 	id  string
+
+	sessionsUp atomic.Int64 // sessions that got as far as their grants
 }
 
 // NewNode checks cfg and returns a node ready to Run.
@@ -120,6 +123,7 @@ func (n *Node) Run(ctx context.Context) error {
 	lastErr := ""
 	for {
 		start := time.Now()
+		up := n.sessionsUp.Load()
 		err := n.runSession(ctx)
 		if ctx.Err() != nil {
 			return nil
@@ -131,10 +135,17 @@ func (n *Node) Run(ctx context.Context) error {
 			backoff = n.cfg.MinBackoff // it was up a good while: retry fast
 		}
 		wait := jitter(backoff)
-		if msg := err.Error(); msg != lastErr {
-			n.log.Warn("relay unreachable; reconnecting with backoff", "err", err, "next_in", wait.Round(time.Millisecond))
+		// Each change of state is said once: losing the relay, then a new
+		// reason it cannot be reached. Retries that fail the same way are
+		// debug lines.
+		switch msg := err.Error(); {
+		case n.sessionsUp.Load() != up:
+			n.log.Warn("lost the relay; reconnecting", "err", err, "next_in", wait.Round(time.Millisecond))
+			lastErr = ""
+		case msg != lastErr:
+			n.log.Warn("relay unreachable; retrying with backoff", "err", err, "next_in", wait.Round(time.Millisecond))
 			lastErr = msg
-		} else {
+		default:
 			n.log.Debug("still reconnecting", "err", err, "next_in", wait.Round(time.Millisecond))
 		}
 		select {

@@ -96,6 +96,7 @@ func (s *nodeSession) run(ctx context.Context) error {
 
 	err := s.exposeAll()
 	if err == nil {
+		s.n.sessionsUp.Add(1)
 		s.ready()
 		err = <-ended
 	}
