@@ -3,7 +3,6 @@ package mux
 import (
 	"cmp"
 	"fmt"
-	"io"
 	"log/slog"
 	"strings"
 	"time"
@@ -68,18 +67,18 @@ func (c SessionConfig) yamuxConfig() *yamux.Config {
 	return y
 }
 
-// Client starts the node's end of a session on conn. The session owns conn.
-func Client(conn io.ReadWriteCloser, c SessionConfig) (*yamux.Session, error) {
-	s, err := yamux.Client(conn, c.yamuxConfig())
+// Client starts the node's end of a session on w. The session owns w.
+func Client(w *Wire, c SessionConfig) (*yamux.Session, error) {
+	s, err := yamux.Client(w, c.yamuxConfig())
 	if err != nil {
 		return nil, fmt.Errorf("yamux configuration: %w", err)
 	}
 	return s, nil
 }
 
-// Server starts the relay's end of a session on conn. The session owns conn.
-func Server(conn io.ReadWriteCloser, c SessionConfig) (*yamux.Session, error) {
-	s, err := yamux.Server(conn, c.yamuxConfig())
+// Server starts the relay's end of a session on w. The session owns w.
+func Server(w *Wire, c SessionConfig) (*yamux.Session, error) {
+	s, err := yamux.Server(w, c.yamuxConfig())
 	if err != nil {
 		return nil, fmt.Errorf("yamux configuration: %w", err)
 	}

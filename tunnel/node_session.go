@@ -23,7 +23,7 @@ type nodeSession struct {
 	n       *Node
 	ym      *yamux.Session
 	ctrl    *mux.Conn
-	live    *liveConn
+	wire    *mux.Wire
 	welcome *mux.Welcome
 	log     *slog.Logger
 	pipes   pipes
@@ -48,8 +48,8 @@ func (n *Node) runSession(ctx context.Context) error {
 		return err
 	}
 	tuneTCP(conn, n.cfg.PeerTimeout)
-	live := newLiveConn(conn)
-	ym, err := mux.Client(live, n.cfg.Session)
+	wire := mux.NewWire(conn)
+	ym, err := mux.Client(wire, n.cfg.Session)
 	if err != nil {
 		conn.Close()
 		return err
@@ -68,7 +68,7 @@ func (n *Node) runSession(ctx context.Context) error {
 		return err
 	}
 	s := &nodeSession{
-		n: n, ym: ym, ctrl: ctrl, welcome: w, live: live,
+		n: n, ym: ym, ctrl: ctrl, welcome: w, wire: wire,
 		log:      n.log.With("relay_name", w.Relay),
 		done:     make(chan struct{}),
 		mappings: make(map[portKey]registry.Mapping),
@@ -89,7 +89,7 @@ func (s *nodeSession) run(ctx context.Context) error {
 	s.tasks.spawn(s.acceptStreams)
 	s.tasks.spawn(s.ping)
 	s.tasks.spawn(func() {
-		watchPeer(s.done, s.live, s.n.cfg.PeerTimeout, func(silent time.Duration) {
+		watchPeer(s.done, s.wire, s.n.cfg.PeerTimeout, func(silent time.Duration) {
 			s.close(mux.CodeTimeout, fmt.Sprintf("the relay sent nothing for %v", silent.Round(time.Second)))
 		})
 	})

@@ -169,8 +169,8 @@ func (r *Relay) acceptNodes(ctx context.Context, ln net.Listener) error {
 func (r *Relay) serveConn(ctx context.Context, c net.Conn) {
 	remote := c.RemoteAddr().String()
 	tuneTCP(c, r.cfg.PeerTimeout)
-	live := newLiveConn(c)
-	ym, err := mux.Server(live, r.cfg.Session)
+	wire := mux.NewWire(c)
+	ym, err := mux.Server(wire, r.cfg.Session)
 	if err != nil {
 		c.Close()
 		r.log.Error("starting session", "remote", remote, "err", err)
@@ -199,7 +199,7 @@ func (r *Relay) serveConn(ctx context.Context, c net.Conn) {
 		r.log.Log(ctx, level, "node handshake failed", "remote", remote, "err", err)
 		return
 	}
-	s := newRelaySession(r, peer, remote, ym, ctrl, live)
+	s := newRelaySession(r, peer, remote, ym, ctrl, wire)
 	r.register(s)
 	s.log.Info("node connected")
 	reason := s.run(ctx)

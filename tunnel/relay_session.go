@@ -27,7 +27,7 @@ type relaySession struct {
 	remote string
 	ym     *yamux.Session
 	ctrl   *mux.Conn
-	live   *liveConn
+	wire   *mux.Wire
 	log    *slog.Logger
 	pipes  pipes
 
@@ -39,9 +39,9 @@ type relaySession struct {
 	reason    string // why the session ended; set once, under closeOnce
 }
 
-func newRelaySession(r *Relay, peer mux.Peer, remote string, ym *yamux.Session, ctrl *mux.Conn, live *liveConn) *relaySession {
+func newRelaySession(r *Relay, peer mux.Peer, remote string, ym *yamux.Session, ctrl *mux.Conn, wire *mux.Wire) *relaySession {
 	return &relaySession{
-		r: r, peer: peer, remote: remote, ym: ym, ctrl: ctrl, live: live,
+		r: r, peer: peer, remote: remote, ym: ym, ctrl: ctrl, wire: wire,
 		log: r.log.With("node", peer.Name, "id", peer.ID[:8], "remote", remote),
 	}
 }
@@ -52,7 +52,7 @@ func (s *relaySession) run(ctx context.Context) string {
 	stop := context.AfterFunc(ctx, func() { s.close(mux.CodeShutdown, "the relay is shutting down") })
 	s.tasks.spawn(s.refuseStreams)
 	s.tasks.spawn(func() {
-		watchPeer(s.ym.CloseChan(), s.live, s.r.cfg.PeerTimeout, func(silent time.Duration) {
+		watchPeer(s.ym.CloseChan(), s.wire, s.r.cfg.PeerTimeout, func(silent time.Duration) {
 			s.close(mux.CodeTimeout, fmt.Sprintf("the node sent nothing for %v", silent.Round(time.Second)))
 		})
 	})

@@ -106,3 +106,60 @@ func benchTunnel(b *testing.B, target string) string {
 	}
 	return ""
 }
+
+// BenchmarkRequestResponse sends a small request and waits for a small
+// reply on one kept-alive connection, directly and through relay and node
+// in the same run: compare the ns/op (latency per exchange).
+func BenchmarkRequestResponse(b *testing.B) {
+	pong := benchPong(b)
+	b.Run("direct", func(b *testing.B) { benchExchange(b, pong) })
+	b.Run("relay", func(b *testing.B) { benchExchange(b, benchTunnel(b, pong)) })
+}
+
+func benchExchange(b *testing.B, addr string) {
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	req, resp := make([]byte, 128), make([]byte, 128)
+	b.ResetTimer()
+	for range b.N {
+		if _, err := c.Write(req); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := io.ReadFull(c, resp); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// benchPong answers every 128-byte request with 128 bytes.
+func benchPong(b *testing.B) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				buf := make([]byte, 128)
+				for {
+					if _, err := io.ReadFull(c, buf); err != nil {
+						return
+					}
+					if _, err := c.Write(buf); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}

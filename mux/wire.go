@@ -1,0 +1,95 @@
+package mux
+
+import (
+	"encoding/binary"
+	"io"
+	"net"
+	"sync/atomic"
+	"time"
+)
+
+// yamux's frame header, as its spec.md lays it out: version, type, flags,
+// stream ID, length. Only what Wire needs to recognise a data frame.
+const (
+	yamuxHeaderSize   = 1 + 1 + 2 + 4 + 4
+	yamuxTypeOffset   = 1
+	yamuxLengthOffset = 8
+	yamuxTypeData     = 0
+)
+
+// Wire is the connection under a yamux session. It does two things yamux
+// does not:
+//
+//   - It sends each data frame with one system call. yamux writes a frame's
+//     12-byte header and its body as two writes; Wire holds the header of a
+//     data frame until its body arrives and sends both together (writev on
+//     TCP; one buffer, and so one TLS record, otherwise). yamux's send loop
+//     is the only writer and always writes a body right after its header.
+//   - It remembers when bytes last arrived, so a session can tell a silent
+//     peer from a busy one (see SilentFor).
+type Wire struct {
+	conn     io.ReadWriteCloser
+	vectored bool // conn takes net.Buffers as one writev
+
+	lastRead atomic.Int64 // unix nanoseconds
+
+	hdr     [yamuxHeaderSize]byte
+	holding bool
+	scratch []byte // header+body for connections without writev
+}
+
+// NewWire wraps conn, a *net.TCPConn or a *tls.Conn, for a session.
+func NewWire(conn io.ReadWriteCloser) *Wire {
+	_, tcp := conn.(*net.TCPConn)
+	w := &Wire{conn: conn, vectored: tcp}
+	w.lastRead.Store(time.Now().UnixNano())
+	return w
+}
+
+// Read reads from the connection and notes that the peer spoke.
+func (w *Wire) Read(p []byte) (int, error) {
+	n, err := w.conn.Read(p)
+	if n > 0 {
+		w.lastRead.Store(time.Now().UnixNano())
+	}
+	return n, err
+}
+
+// SilentFor is how long the peer has sent nothing. Any byte counts — data,
+// a window update, a pong — so a ping starved behind a bulk transfer cannot
+// make a live peer look silent.
+func (w *Wire) SilentFor(now time.Time) time.Duration {
+	return now.Sub(time.Unix(0, w.lastRead.Load()))
+}
+
+// Write is called by yamux's send loop only.
+func (w *Wire) Write(p []byte) (int, error) {
+	if !w.holding {
+		if len(p) == yamuxHeaderSize && p[yamuxTypeOffset] == yamuxTypeData &&
+			binary.BigEndian.Uint32(p[yamuxLengthOffset:]) > 0 {
+			copy(w.hdr[:], p)
+			w.holding = true
+			return len(p), nil
+		}
+		return w.conn.Write(p)
+	}
+	w.holding = false
+	var n int64
+	var err error
+	if w.vectored {
+		bufs := net.Buffers{w.hdr[:], p}
+		n, err = bufs.WriteTo(w.conn)
+	} else {
+		w.scratch = append(append(w.scratch[:0], w.hdr[:]...), p...)
+		var m int
+		m, err = w.conn.Write(w.scratch)
+		n = int64(m)
+		if cap(w.scratch) > 64<<10 {
+			w.scratch = nil // don't keep an unusually large frame's buffer
+		}
+	}
+	return max(0, int(n)-yamuxHeaderSize), err
+}
+
+// Close closes the connection.
+func (w *Wire) Close() error { return w.conn.Close() }
