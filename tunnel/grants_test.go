@@ -54,12 +54,14 @@ func TestWantedPortInUseIsRetried(t *testing.T) {
 	free := occupy(t, wanted)
 
 	n := runNode(t, nodeConfig(r, []Expose{{Network: "tcp", Local: echo, RemotePort: wanted}}))
-	if c := n.nextReady(t, 5*time.Second); len(c.Mappings) != 0 {
-		t.Fatalf("granted %+v while the port is taken", c.Mappings)
-	}
 	// Several refusals in a row: the node is retrying, and still running.
 	if !eventually(5*time.Second, func() bool { return r.Logs.count("code=in_use") >= 3 }) {
 		t.Fatalf("the relay refused %d times with in_use, want ≥ 3", r.Logs.count("code=in_use"))
+	}
+	select {
+	case c := <-n.ready:
+		t.Fatalf("the node reported ready with %+v while its only port is taken", c.Mappings)
+	default:
 	}
 	if !n.running() {
 		t.Fatalf("the node exited on a refusal that retrying can fix: %v", n.err)
@@ -246,4 +248,33 @@ func TestRelayRestartGivesPortBack(t *testing.T) {
 	if n.Logs.count("reconnecting") == 0 {
 		t.Error("the node did not say it was reconnecting")
 	}
+}
+
+// A port taken by another program while the relay was down is reported to
+// its node, which keeps asking; it is not silently swapped for another.
+func TestPortTakenDuringRestartIsReportedNotSwapped(t *testing.T) {
+	leakCheck(t)
+	echo := startEcho(t)
+	r := startRelay(t, relayOpts{})
+	n, ms := startNode(t, r, []Expose{tcpExpose(echo)}, nil)
+	port := portFor(t, ms, echo)
+	r.Stop()
+
+	free := occupy(t, port) // another program takes the port meanwhile
+	r2 := startRelay(t, relayOpts{Ports: r.Ports, Addr: r.Addr, MapsPath: r.MapsPath})
+	if !eventually(5*time.Second, func() bool { return n.Logs.count("keeps for you") > 0 }) {
+		t.Fatalf("the node was not told its port is taken; node log:\n%s", n.Logs)
+	}
+	if !n.running() {
+		t.Fatalf("the node gave up: %v", n.err)
+	}
+	if ms := fileMappings(t, r2.MapsPath); len(ms) != 1 || ms[0].BlindPort != port {
+		t.Fatalf("mapping file holds %+v, want only port %d", ms, port)
+	}
+	free()
+	c := n.nextReady(t, 10*time.Second)
+	if got := portFor(t, c.Mappings, echo); got != port {
+		t.Fatalf("once free again the node got port %d, want %d", got, port)
+	}
+	assertEcho(t, port)
 }

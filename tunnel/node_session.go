@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"sync"
 	"time"
 
@@ -198,12 +199,10 @@ func (s *nodeSession) expose(e Expose) error {
 // ready records the grants in the node's own file, says what is exposed
 // where, and tells OnReady.
 func (s *nodeSession) ready() {
-	s.mu.Lock()
-	ms := make([]registry.Mapping, 0, len(s.mappings))
-	for _, m := range s.mappings {
-		ms = append(ms, m)
+	ms := s.granted()
+	if len(ms) == 0 {
+		return // every expose was refused for now; the first grant says ready
 	}
-	s.mu.Unlock()
 	if s.n.cfg.Mappings != nil {
 		if err := s.n.cfg.Mappings.Replace(ms); err != nil {
 			s.log.Error("writing this node's mapping file", "err", err)
@@ -215,6 +214,23 @@ func (s *nodeSession) ready() {
 	if s.n.cfg.OnReady != nil {
 		s.n.cfg.OnReady(Connected{Relay: s.n.cfg.Relay, RelayName: s.welcome.Relay, PublicHost: s.welcome.PublicHost, Mappings: ms})
 	}
+}
+
+// granted lists the grants in the order of the node's exposes, so "the
+// first exposed service" means what the user wrote first.
+func (s *nodeSession) granted() []registry.Mapping {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ms := make([]registry.Mapping, 0, len(s.mappings))
+	for _, e := range s.n.cfg.Exposes {
+		for _, m := range s.mappings {
+			if m.Network() == e.Network && m.Local == e.Local && !slices.Contains(ms, m) {
+				ms = append(ms, m)
+				break
+			}
+		}
+	}
+	return ms
 }
 
 // describeMapping is the one-glance line: "tcp 127.0.0.1:22 -> relay.example:31022".
