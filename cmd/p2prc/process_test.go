@@ -46,6 +46,7 @@ func buildBinary(t *testing.T) string {
 }
 
 func TestMain(m *testing.M) {
+	natHelperMain() // when re-executed as a helper inside a namespace, runs it and exits
 	code := m.Run()
 	if binaryPath != "" {
 		os.RemoveAll(filepath.Dir(binaryPath))
@@ -65,6 +66,12 @@ func start(t *testing.T, env []string, args ...string) *proc {
 	t.Helper()
 	cmd := exec.Command(buildBinary(t), args...)
 	cmd.Env = append(os.Environ(), env...)
+	return startCmd(t, args[0], cmd)
+}
+
+// startCmd starts cmd; the test's log calls it name.
+func startCmd(t *testing.T, name string, cmd *exec.Cmd) *proc {
+	t.Helper()
 	p := &proc{cmd: cmd, stdout: newLineBuffer(), stderr: newLineBuffer(), done: make(chan error, 1)}
 	cmd.Stdout, cmd.Stderr = p.stdout, p.stderr
 	if err := cmd.Start(); err != nil {
@@ -80,7 +87,7 @@ func start(t *testing.T, env []string, args ...string) *proc {
 			<-p.done
 		}
 		if t.Failed() {
-			t.Logf("%s stderr:\n%s", args[0], p.stderr.String())
+			t.Logf("%s stderr:\n%s", name, p.stderr.String())
 		}
 	})
 	return p
