@@ -150,23 +150,29 @@ func dialOutcome(addr string, timeout time.Duration) string {
 // visitTCP runs conns visitors at once, each sending size random bytes,
 // shutting down writing and checking what the service answers.
 func visitTCP(addr string, size, conns int) error {
-	errs := make([]error, conns)
-	var wg sync.WaitGroup
-	for i := range conns {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := exchangeDigest(addr, size); err != nil {
-				errs[i] = fmt.Errorf("visitor %d: %w", i, err)
-			}
-		}()
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
+	if err := concurrently(conns, "visitor", func() error { return exchangeDigest(addr, size) }); err != nil {
 		return err
 	}
 	fmt.Printf("ok: %d visitors, %d bytes each way each, digests match\n", conns, size)
 	return nil
+}
+
+// concurrently runs f n times at once and joins the errors, each named
+// after its run ("visitor 2: …").
+func concurrently(n int, what string, f func() error) error {
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f(); err != nil {
+				errs[i] = fmt.Errorf("%s %d: %w", what, i, err)
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 func exchangeDigest(addr string, size int) error {
@@ -221,19 +227,7 @@ func udpService(addr string) error {
 // sending one datagram of each of udpSizes and expecting it echoed intact.
 // A lost datagram is sent again, a bounded number of times.
 func visitUDP(addr string, flows int) error {
-	errs := make([]error, flows)
-	var wg sync.WaitGroup
-	for i := range flows {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := echoDatagrams(addr); err != nil {
-				errs[i] = fmt.Errorf("flow %d: %w", i, err)
-			}
-		}()
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
+	if err := concurrently(flows, "flow", func() error { return echoDatagrams(addr) }); err != nil {
 		return err
 	}
 	fmt.Printf("ok: %d flows, datagrams of %v bytes echoed intact\n", flows, udpSizes)
