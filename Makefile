@@ -2,6 +2,10 @@
 GO      ?= go
 BIN     ?= bin/p2prc
 PKGS    := ./...
+# gofmt beside the go in use, so GO=/path/to/go needs nothing in PATH.
+GOFMT   ?= $(shell $(GO) env GOROOT)/bin/gofmt
+# The race detector needs cgo, so a C compiler; 'make test RACE=' runs without it.
+RACE    ?= -race
 
 .PHONY: all build test demo lint fuzz clean
 
@@ -13,15 +17,17 @@ build:
 # The tests, with the race detector; fuzz targets run their seed corpus.
 test:
 	$(GO) vet $(PKGS)
-	@test -z "$$(gofmt -l .)" || { echo "gofmt would change:"; gofmt -l .; exit 1; }
-	$(GO) test -race -count=1 -timeout 8m $(PKGS)
+	@out=$$($(GOFMT) -l .) || exit 1; test -z "$$out" || { echo "gofmt would change:"; echo "$$out"; exit 1; }
+	@if [ -n "$(RACE)" ] && [ "$$($(GO) env CGO_ENABLED)" != 1 ]; then \
+	  echo "make test: the race detector needs a C compiler (cgo is off): install gcc (Debian: apt-get install gcc), or run 'make test RACE='"; exit 1; fi
+	$(GO) test $(RACE) -count=1 -timeout 8m $(PKGS)
 
 # The whole path on this machine: relay, node, a web page fetched through the relay.
 demo:
 	$(GO) run ./cmd/p2prc demo
 
 lint:
-	@test -z "$$(gofmt -l .)" || { echo "gofmt would change:"; gofmt -l .; exit 1; }
+	@out=$$($(GOFMT) -l .) || exit 1; test -z "$$out" || { echo "gofmt would change:"; echo "$$out"; exit 1; }
 	$(GO) vet $(PKGS)
 
 # Each fuzz target for FUZZTIME (default 30s).

@@ -34,7 +34,9 @@ func buildBinary(t *testing.T) string {
 			return
 		}
 		binaryPath = filepath.Join(dir, "p2prc")
-		out, err := exec.Command("go", "build", "-o", binaryPath, ".").CombinedOutput()
+		// No VCS stamp: the tests need none, and stamping fails where git
+		// is missing or the clone belongs to another user.
+		out, err := exec.Command("go", "build", "-buildvcs=false", "-o", binaryPath, ".").CombinedOutput()
 		if err != nil {
 			binaryErr = fmt.Errorf("go build: %v\n%s", err, out)
 		}
@@ -46,6 +48,7 @@ func buildBinary(t *testing.T) string {
 }
 
 func TestMain(m *testing.M) {
+	natHelperMain() // when re-executed as a helper inside a namespace, runs it and exits
 	code := m.Run()
 	if binaryPath != "" {
 		os.RemoveAll(filepath.Dir(binaryPath))
@@ -65,6 +68,12 @@ func start(t *testing.T, env []string, args ...string) *proc {
 	t.Helper()
 	cmd := exec.Command(buildBinary(t), args...)
 	cmd.Env = append(os.Environ(), env...)
+	return startCmd(t, args[0], cmd)
+}
+
+// startCmd starts cmd; the test's log calls it name.
+func startCmd(t *testing.T, name string, cmd *exec.Cmd) *proc {
+	t.Helper()
 	p := &proc{cmd: cmd, stdout: newLineBuffer(), stderr: newLineBuffer(), done: make(chan error, 1)}
 	cmd.Stdout, cmd.Stderr = p.stdout, p.stderr
 	if err := cmd.Start(); err != nil {
@@ -80,7 +89,7 @@ func start(t *testing.T, env []string, args ...string) *proc {
 			<-p.done
 		}
 		if t.Failed() {
-			t.Logf("%s stderr:\n%s", args[0], p.stderr.String())
+			t.Logf("%s stderr:\n%s", name, p.stderr.String())
 		}
 	})
 	return p
