@@ -32,7 +32,7 @@ var (
 	tcpGrant      = regexp.MustCompile(`tcp ` + regexp.QuoteMeta(homeTCPService) + ` -> (\S+)\n`)
 	udpGrant      = regexp.MustCompile(`udp ` + regexp.QuoteMeta(homeUDPService) + ` -> (\S+)\n`)
 	nodeConnected = regexp.MustCompile(`msg="node connected".* remote=(\S+)`)
-	relayLost     = regexp.MustCompile(`relay unreachable; reconnecting`)
+	relayLost     = regexp.MustCompile(`lost the relay; reconnecting`)
 )
 
 // A node behind a real NAT escapes it through the relay: home is not
