@@ -171,6 +171,7 @@ type relayOpts struct {
 	Lease    time.Duration
 	Addr     string // control address to listen on
 	MapsPath string // the mapping file
+	Observer Observer
 }
 
 type testRelay struct {
@@ -179,6 +180,7 @@ type testRelay struct {
 	MapsPath string
 	Ports    portalloc.Range
 	Logs     *logBuffer
+	Relay    *Relay
 	stop     func()
 }
 
@@ -212,6 +214,7 @@ func startRelay(t *testing.T, o relayOpts) *testRelay {
 		HandshakeTimeout: 2 * time.Second,
 		PeerTimeout:      3 * time.Second,
 		Logger:           log,
+		Observer:         o.Observer,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -238,7 +241,7 @@ func startRelay(t *testing.T, o relayOpts) *testRelay {
 		})
 	}
 	t.Cleanup(stop)
-	return &testRelay{Addr: ln.Addr().String(), Maps: maps, MapsPath: o.MapsPath, Ports: o.Ports, Logs: logs, stop: stop}
+	return &testRelay{Addr: ln.Addr().String(), Maps: maps, MapsPath: o.MapsPath, Ports: o.Ports, Logs: logs, Relay: r, stop: stop}
 }
 
 type testNode struct {
@@ -246,6 +249,7 @@ type testNode struct {
 	exited chan struct{} // closed when Run has returned
 	err    error         // Run's result, once exited is closed
 	Logs   *logBuffer
+	Node   *Node
 	stop   func() error
 }
 
@@ -283,6 +287,7 @@ func runNode(t *testing.T, cfg NodeConfig) *testNode {
 	if err != nil {
 		t.Fatal(err)
 	}
+	n.Node = node
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() {
 		defer close(n.exited)

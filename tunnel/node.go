@@ -53,6 +53,8 @@ type NodeConfig struct {
 	// OnReady, if set, is called each time the node is connected and has
 	// its grants.
 	OnReady func(Connected)
+	// Observer hears of events, for metrics. Nil: nobody does.
+	Observer Observer
 }
 
 // Connected describes a node session once its grants are in.
@@ -88,6 +90,9 @@ func (c *NodeConfig) validate() error {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
+	if c.Observer == nil {
+		c.Observer = nopObserver{}
+	}
 	return nil
 }
 
@@ -97,6 +102,9 @@ type Node struct {
 	cfg NodeConfig
 	log *slog.Logger
 	id  string
+
+	state   nodeState // what Status reports
+	traffic trafficTable
 }
 
 // NewNode checks cfg and returns a node ready to Run.
@@ -105,7 +113,9 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 		return nil, err
 	}
 	id := mux.NodeID(cfg.Key.Public().(ed25519.PublicKey))
-	return &Node{cfg: cfg, log: cfg.Logger.With("relay", cfg.Relay), id: id}, nil
+	n := &Node{cfg: cfg, log: cfg.Logger.With("relay", cfg.Relay), id: id}
+	n.state.started = time.Now()
+	return n, nil
 }
 
 // ID is the node's identity, as the relay records it.
@@ -121,6 +131,7 @@ func (n *Node) Run(ctx context.Context) error {
 	for {
 		start := time.Now()
 		err := n.runSession(ctx)
+		wasUp := n.state.down()
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -131,7 +142,11 @@ func (n *Node) Run(ctx context.Context) error {
 			backoff = n.cfg.MinBackoff // it was up a good while: retry fast
 		}
 		wait := jitter(backoff)
-		if msg := err.Error(); msg != lastErr {
+		n.cfg.Observer.Reconnecting()
+		if msg := err.Error(); wasUp {
+			n.log.Warn("disconnected from the relay; reconnecting", "reason", err, "next_in", wait.Round(time.Millisecond))
+			lastErr = msg
+		} else if msg != lastErr {
 			n.log.Warn("relay unreachable; reconnecting with backoff", "err", err, "next_in", wait.Round(time.Millisecond))
 			lastErr = msg
 		} else {
