@@ -16,7 +16,7 @@ build:
 STATIC_DIR ?= bin/static
 static:
 	CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=auto -ldflags='-s -w' -o $(STATIC_DIR)/p2prc ./cmd/p2prc
-	mkdir -p $(STATIC_DIR)/state && chmod 0700 $(STATIC_DIR)/state
+	mkdir -p $(STATIC_DIR)/state
 
 # The container image, FROM scratch over the static binary: nothing is pulled.
 # Needs a docker daemon.

@@ -48,6 +48,11 @@ func (nopObserver) Handshake(time.Duration) {}
 //
 // "In" is what visitors send towards the node's local service, "out" what
 // comes back to them, on the relay and on the node alike.
+//
+// A mapping's Traffic is r.traffic.of(portKey{network, port}) on the relay
+// and n.traffic.of(...) on the node: TCP pipes count through countAtRelay
+// and countAtNode; other carriers (UDP) call AddIn, AddOut, FlowOpened and
+// FlowClosed themselves.
 type Traffic struct {
 	in, out atomic.Uint64
 	conns   atomic.Int64  // visitor TCP connections open now

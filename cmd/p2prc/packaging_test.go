@@ -75,8 +75,8 @@ func TestMakeStaticBuildsStaticBinary(t *testing.T) {
 		}
 	}
 	fi, err := os.Stat(filepath.Join(dir, "state"))
-	if err != nil || !fi.IsDir() || fi.Mode().Perm() != 0o700 {
-		t.Fatalf("state dir beside the binary: %v, %v; want a 0700 directory", fi, err)
+	if err != nil || !fi.IsDir() {
+		t.Fatalf("state dir beside the binary: %v, %v; want a directory", fi, err)
 	}
 	out, err := runTool(t, 10*time.Second, filepath.Join(dir, "p2prc"), "version")
 	if err != nil || !strings.HasPrefix(out, "p2prc ") {
