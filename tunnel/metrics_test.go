@@ -237,7 +237,8 @@ func TestLogsOneLinePerEvent(t *testing.T) {
 	dead := runNode(t, nodeConfig(r, []Expose{tcpExpose(localAddr(deadPort(t)))}))
 	deadPortNum := dead.nextReady(t, 5*time.Second).Mappings[0].BlindPort
 	relayBefore += 2 // the new node's session and grant
-	for range 5 { // each closed at once, perhaps before the dial returns
+	// Each visitor is closed at once, perhaps before its dial returns.
+	for range 5 {
 		if c, err := net.DialTimeout("tcp", localAddr(deadPortNum), 2*time.Second); err == nil {
 			expectClosed(t, c, 5*time.Second)
 			c.Close()

@@ -3,7 +3,6 @@ package status
 import (
 	"bytes"
 	"context"
-	"net"
 	"os"
 	"os/exec"
 	"regexp"
@@ -89,12 +88,7 @@ func TestStatusPageInBrowserShowsLiveMapping(t *testing.T) {
 	port, node := startNode(t, relayAddr, nodeOpts{name: "<i>web</i>", local: echo})
 
 	// A visitor is connected, and has exchanged 2 KiB each way.
-	c, err := net.DialTimeout("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), 2*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(2 * time.Minute))
+	c := dialVisitor(t, port)
 	transferStep(t, c, bytes.Repeat([]byte("x"), 2048))
 	checkTraffic(t, port, 2048, 1, relay, node)
 

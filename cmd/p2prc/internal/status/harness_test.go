@@ -195,6 +195,19 @@ func startEcho(t *testing.T) string {
 	return ln.Addr().String()
 }
 
+// dialVisitor connects to a public port of the relay, as a visitor would;
+// the connection is closed at cleanup and has a deadline that bounds the test.
+func dialVisitor(t *testing.T, port int) *net.TCPConn {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(time.Minute))
+	return c.(*net.TCPConn)
+}
+
 // get fetches url and returns the body; the test fails on any error.
 func get(t *testing.T, url string) string {
 	t.Helper()

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"strconv"
 	"testing"
 	"time"
 
@@ -59,12 +58,7 @@ func TestMetricsMoveWithTraffic(t *testing.T) {
 	relayAddr, relay := startRelay(t)
 	port, node := startNode(t, relayAddr, nodeOpts{name: "metered", local: echo})
 
-	c, err := net.DialTimeout("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), 2*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(30 * time.Second))
+	c := dialVisitor(t, port)
 
 	// Step by step, with the visitor connected all along: the counters
 	// show each chunk while the transfer is still going.
@@ -75,7 +69,7 @@ func TestMetricsMoveWithTraffic(t *testing.T) {
 	}
 	last := bytes.Repeat([]byte{'z'}, 12345)
 	transferStep(t, c, last)
-	c.(*net.TCPConn).CloseWrite()
+	c.CloseWrite()
 	io.Copy(io.Discard, c)
 	c.Close()
 	total := uint64(3*chunk + len(last))
