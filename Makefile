@@ -7,12 +7,26 @@ GOFMT   ?= $(shell $(GO) env GOROOT)/bin/gofmt
 # The race detector needs cgo, so a C compiler; 'make test RACE=' runs without it.
 RACE    ?= -race
 
-.PHONY: all build test demo lint fuzz clean
+.PHONY: all build static docker test demo lint fuzz clean
 
 all: build
 
+# -buildvcs=auto: `p2prc version` names the commit when built from a git tree.
 build:
-	$(GO) build -trimpath -o $(BIN) ./cmd/p2prc
+	$(GO) build -trimpath -buildvcs=auto -o $(BIN) ./cmd/p2prc
+
+# A static binary (no cgo, no libc) for containers and other Linux machines,
+# beside the empty state dir the image starts from: the image's build context.
+STATIC_DIR ?= bin/static
+static:
+	CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=auto -ldflags='-s -w' -o $(STATIC_DIR)/p2prc ./cmd/p2prc
+	mkdir -p $(STATIC_DIR)/state
+
+# The container image, FROM scratch over the static binary: nothing is pulled.
+# Needs a docker daemon.
+IMAGE ?= p2prc
+docker: static
+	docker build -f cmd/p2prc/Dockerfile -t $(IMAGE) $(STATIC_DIR)
 
 # The tests, with the race detector; fuzz targets run their seed corpus.
 test:

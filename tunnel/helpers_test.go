@@ -172,6 +172,7 @@ type relayOpts struct {
 	Lease    time.Duration
 	Addr     string // control address to listen on
 	MapsPath string // the mapping file
+	Observer Observer
 
 	PeerTimeout time.Duration // zero: 3 s
 }
@@ -216,6 +217,7 @@ func startRelay(t *testing.T, o relayOpts) *testRelay {
 		HandshakeTimeout: 2 * time.Second,
 		PeerTimeout:      cmp.Or(o.PeerTimeout, 3*time.Second),
 		Logger:           log,
+		Observer:         o.Observer,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -250,6 +252,7 @@ type testNode struct {
 	exited chan struct{} // closed when Run has returned
 	err    error         // Run's result, once exited is closed
 	Logs   *logBuffer
+	Node   *Node
 	stop   func() error
 }
 
@@ -287,6 +290,7 @@ func runNode(t *testing.T, cfg NodeConfig) *testNode {
 	if err != nil {
 		t.Fatal(err)
 	}
+	n.Node = node
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() {
 		defer close(n.exited)

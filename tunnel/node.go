@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"sync/atomic"
 	"time"
 
 	"github.com/p2prc/p2prc/mux"
@@ -54,6 +53,8 @@ type NodeConfig struct {
 	// OnReady, if set, is called each time the node is connected and has
 	// its grants.
 	OnReady func(Connected)
+	// Observer hears of events, for metrics. Nil: nobody does.
+	Observer Observer
 }
 
 // Connected describes a node session once its grants are in.
@@ -89,6 +90,9 @@ func (c *NodeConfig) validate() error {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
+	if c.Observer == nil {
+		c.Observer = nopObserver{}
+	}
 	return nil
 }
 
@@ -99,7 +103,8 @@ type Node struct {
 	log *slog.Logger
 	id  string
 
-	sessionsUp atomic.Int64 // sessions that got as far as their grants
+	state   nodeState // what Status reports
+	traffic trafficTable
 }
 
 // NewNode checks cfg and returns a node ready to Run.
@@ -108,7 +113,9 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 		return nil, err
 	}
 	id := mux.NodeID(cfg.Key.Public().(ed25519.PublicKey))
-	return &Node{cfg: cfg, log: cfg.Logger.With("relay", cfg.Relay), id: id}, nil
+	n := &Node{cfg: cfg, log: cfg.Logger.With("relay", cfg.Relay), id: id}
+	n.state.started = time.Now()
+	return n, nil
 }
 
 // ID is the node's identity, as the relay records it.
@@ -123,8 +130,8 @@ func (n *Node) Run(ctx context.Context) error {
 	lastErr := ""
 	for {
 		start := time.Now()
-		up := n.sessionsUp.Load()
 		err := n.runSession(ctx)
+		wasUp := n.state.down()
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -138,8 +145,9 @@ func (n *Node) Run(ctx context.Context) error {
 		// Each change of state is said once: losing the relay, then a new
 		// reason it cannot be reached. Retries that fail the same way are
 		// debug lines.
+		n.cfg.Observer.Reconnecting()
 		switch msg := err.Error(); {
-		case n.sessionsUp.Load() != up:
+		case wasUp:
 			n.log.Warn("lost the relay; reconnecting", "err", err, "next_in", wait.Round(time.Millisecond))
 			lastErr = ""
 		case msg != lastErr:

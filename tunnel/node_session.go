@@ -63,11 +63,16 @@ func (n *Node) runSession(ctx context.Context) error {
 		return err
 	}
 	ctrl := mux.NewConn(st, 0)
+	began := time.Now()
 	w, err := ctrl.NodeHandshake(mux.NodeAuth{Name: n.cfg.Name, Key: n.cfg.Key, Token: n.cfg.Token}, n.cfg.HandshakeTimeout)
 	if err != nil {
 		ym.Close()
+		n.observeHandshakeFailure(err)
 		return err
 	}
+	n.cfg.Observer.Handshake(time.Since(began))
+	n.cfg.Observer.SessionOpened()
+	n.log.Info("connected to the relay", "relay_name", w.Relay, "public_host", w.PublicHost)
 	s := &nodeSession{
 		n: n, ym: ym, ctrl: ctrl, welcome: w, wire: wire,
 		log:      n.log.With("relay_name", w.Relay),
@@ -97,7 +102,6 @@ func (s *nodeSession) run(ctx context.Context) error {
 
 	err := s.exposeAll()
 	if err == nil {
-		s.n.sessionsUp.Add(1)
 		s.ready()
 		err = <-ended
 	}
@@ -179,11 +183,13 @@ func (s *nodeSession) expose(e Expose) error {
 	}
 	switch m := m.(type) {
 	case *mux.Error:
+		s.n.cfg.Observer.Refused(m.Code)
 		return m
 	case *mux.Grant:
 		if m.Network != e.Network || m.Port < 1 || m.Port > 65535 {
 			return fmt.Errorf("the relay granted a malformed port: %s %d", m.Network, m.Port)
 		}
+		s.n.cfg.Observer.Granted(m.Network)
 		now := time.Now()
 		s.mu.Lock()
 		s.mappings[portKey{m.Network, m.Port}] = registry.Mapping{
@@ -203,6 +209,7 @@ func (s *nodeSession) ready() {
 	if len(ms) == 0 {
 		return // every expose was refused for now; the first grant says ready
 	}
+	s.n.sessionUp(s.welcome, ms)
 	if s.n.cfg.Mappings != nil {
 		if err := s.n.cfg.Mappings.Replace(ms); err != nil {
 			s.log.Error("writing this node's mapping file", "err", err)
@@ -347,12 +354,16 @@ func (s *nodeSession) serveStream(st *yamux.Stream) {
 	conn := c.(*net.TCPConn)
 	id := st.StreamID()
 	p := newPipe(conn, st, func() { s.ctrl.Send(&mux.Reset{Stream: id}) })
+	traffic := s.n.traffic.of(portKey{"tcp", int(hdr.Port)})
+	traffic.countAtNode(p)
 	if _, err := st.Write([]byte{byte(mux.StatusOK)}); err != nil || !s.pipes.add(id, p) {
 		conn.Close()
 		st.Close()
 		return
 	}
 	defer s.pipes.remove(id)
+	traffic.ConnOpened()
+	defer traffic.ConnClosed()
 	p.run()
 }
 

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/yamux"
@@ -40,6 +41,10 @@ type pipe struct {
 	// data (the relay's end); a refusal aborts the pipe.
 	awaitStatus bool
 
+	// fromConn and fromStream count the bytes copied out of conn and out
+	// of stream as they go (see Traffic.count); nil counts nothing.
+	fromConn, fromStream *atomic.Uint64
+
 	abortOnce sync.Once
 	aborted   chan struct{}
 }
@@ -65,7 +70,7 @@ func (p *pipe) run() {
 // connToStream copies the TCP connection into the stream; at its EOF the
 // stream is half-closed.
 func (p *pipe) connToStream() {
-	if err := copyAdaptive(p.stream, p.conn, nil); err != nil {
+	if err := copyAdaptive(p.stream, p.conn, nil, p.fromConn); err != nil {
 		p.abort(true)
 		return
 	}
@@ -82,7 +87,7 @@ func (p *pipe) streamToConn() {
 			return
 		}
 	}
-	if err := copyAdaptive(p.conn, p.stream, p.stream); err != nil {
+	if err := copyAdaptive(p.conn, p.stream, p.stream, p.fromStream); err != nil {
 		p.abort(true)
 		return
 	}
@@ -116,8 +121,9 @@ func (p *pipe) isAborted() bool {
 
 // copyAdaptive copies src to dst until src's EOF (returned as nil) or an
 // error. When shrink is set, the stream's receive buffer is released each
-// time the copy falls idle.
-func copyAdaptive(dst io.Writer, src io.Reader, shrink *yamux.Stream) error {
+// time the copy falls idle. When counted is set, each chunk written adds to
+// it at once, so metrics move while data flows.
+func copyAdaptive(dst io.Writer, src io.Reader, shrink *yamux.Stream, counted *atomic.Uint64) error {
 	small := make([]byte, smallBufSize)
 	buf := small
 	var large *[]byte
@@ -129,7 +135,11 @@ func copyAdaptive(dst io.Writer, src io.Reader, shrink *yamux.Stream) error {
 	for {
 		n, rerr := src.Read(buf)
 		if n > 0 {
-			if _, werr := dst.Write(buf[:n]); werr != nil {
+			w, werr := dst.Write(buf[:n])
+			if counted != nil && w > 0 {
+				counted.Add(uint64(w))
+			}
+			if werr != nil {
 				return werr
 			}
 		}

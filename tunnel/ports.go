@@ -122,6 +122,7 @@ func (r *Relay) expireLeases(now time.Time) {
 			pp.ln.Close()
 			delete(r.ports, key)
 		}
+		r.traffic.forget(key)
 		r.log.Info("lease ran out; port freed", "port", key, "node", m.NodeName, "last_seen", m.LastSeen.Format(time.RFC3339))
 	}
 }

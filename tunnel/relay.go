@@ -44,6 +44,8 @@ type RelayConfig struct {
 	Session mux.SessionConfig
 	// Logger receives one line per meaningful event. Nil discards.
 	Logger *slog.Logger
+	// Observer hears of events, for metrics. Nil: nobody does.
+	Observer Observer
 }
 
 // Defaults shared by relay and node.
@@ -72,6 +74,9 @@ func (c *RelayConfig) validate() error {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
+	if c.Observer == nil {
+		c.Observer = nopObserver{}
+	}
 	return nil
 }
 
@@ -82,7 +87,8 @@ type Relay struct {
 	log     *slog.Logger
 	alloc   *portalloc.Allocator
 	maps    *registry.Mappings
-	started time.Time
+	started time.Time // guarded by mu
+	traffic trafficTable
 
 	mu       sync.Mutex
 	sessions map[string]*relaySession // live sessions by node ID
@@ -117,7 +123,9 @@ func NewRelay(cfg RelayConfig) (*Relay, error) {
 // it closes ln, every session and every public port before it returns, and
 // waits for all of their goroutines. Cancellation is a clean end (nil).
 func (r *Relay) Serve(ctx context.Context, ln net.Listener) error {
+	r.mu.Lock()
 	r.started = time.Now()
+	r.mu.Unlock()
 	r.restorePorts()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -187,6 +195,7 @@ func (r *Relay) serveConn(ctx context.Context, c net.Conn) {
 		return
 	}
 	ctrl := mux.NewConn(st, 0)
+	began := time.Now()
 	peer, err := ctrl.RelayHandshake(mux.RelayAuth{
 		Name: r.cfg.Name, PublicHost: r.cfg.PublicHost, Token: r.cfg.Token,
 	}, r.cfg.HandshakeTimeout)
@@ -195,10 +204,13 @@ func (r *Relay) serveConn(ctx context.Context, c net.Conn) {
 		level := slog.LevelInfo
 		if errors.Is(err, mux.ErrAuthFailed) {
 			level = slog.LevelWarn
+			r.cfg.Observer.AuthFailed()
 		}
 		r.log.Log(ctx, level, "node handshake failed", "remote", remote, "err", err)
 		return
 	}
+	r.cfg.Observer.Handshake(time.Since(began))
+	r.cfg.Observer.SessionOpened()
 	s := newRelaySession(r, peer, remote, ym, ctrl, wire)
 	r.register(s)
 	s.log.Info("node connected")

@@ -25,6 +25,7 @@ type relaySession struct {
 	r      *Relay
 	peer   mux.Peer
 	remote string
+	since  time.Time // when the node authenticated
 	ym     *yamux.Session
 	ctrl   *mux.Conn
 	wire   *mux.Wire
@@ -41,7 +42,7 @@ type relaySession struct {
 
 func newRelaySession(r *Relay, peer mux.Peer, remote string, ym *yamux.Session, ctrl *mux.Conn, wire *mux.Wire) *relaySession {
 	return &relaySession{
-		r: r, peer: peer, remote: remote, ym: ym, ctrl: ctrl, wire: wire,
+		r: r, peer: peer, remote: remote, ym: ym, ctrl: ctrl, wire: wire, since: time.Now(),
 		log: r.log.With("node", peer.Name, "id", peer.ID[:8], "remote", remote),
 	}
 }
@@ -101,11 +102,13 @@ func (s *relaySession) answerExpose(req *mux.Expose) {
 	g, refusal := s.r.expose(s, req)
 	if refusal != nil {
 		refusal.ID = req.ID
+		s.r.cfg.Observer.Refused(refusal.Code)
 		s.log.Info("refused", "type", req.Network, "local", req.Local, "wanted", req.WantedPort, "code", refusal.Code, "why", refusal.Text)
 		s.ctrl.Send(refusal)
 		return
 	}
 	g.ID = req.ID
+	s.r.cfg.Observer.Granted(g.Network)
 	s.log.Info("granted", "type", g.Network, "port", g.Port, "local", req.Local)
 	s.ctrl.Send(g)
 }
@@ -144,6 +147,8 @@ func (s *relaySession) pipeVisitor(pp *publicPort, c *net.TCPConn) {
 	id := st.StreamID()
 	p := newPipe(c, st, func() { s.ctrl.Send(&mux.Reset{Stream: id}) })
 	p.awaitStatus = true
+	traffic := s.r.traffic.of(pp.key)
+	traffic.countAtRelay(p)
 	if _, err := st.Write(b); err != nil || !s.pipes.add(id, p) {
 		c.SetLinger(0)
 		c.Close()
@@ -151,6 +156,8 @@ func (s *relaySession) pipeVisitor(pp *publicPort, c *net.TCPConn) {
 		return
 	}
 	defer s.pipes.remove(id)
+	traffic.ConnOpened()
+	defer traffic.ConnClosed()
 	p.run()
 }
 

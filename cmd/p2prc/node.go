@@ -27,6 +27,8 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	state := stateFlag(fs)
 	var lf logFlags
 	lf.add(fs)
+	var mf metricsFlags
+	mf.add(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -82,18 +84,25 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		Mappings: maps,
 		Once:     *once,
 		Logger:   log,
+		Observer: mf.observer(),
 
 		PeerTimeout: *peerTimeout,
 		MaxBackoff:  *maxBackoff,
 		OnReady: func(c tunnel.Connected) {
 			for _, m := range c.Mappings {
-				fmt.Fprintf(stdout, "%s %s -> %s\n", m.Network(), m.Local, m.PublicAddr())
+				printMapping(stdout, m.Network(), m.Local, m.PublicAddr())
 			}
 		},
 	})
 	if err != nil {
 		return err
 	}
+	stopStatus, err := mf.serve(node, log)
+	if err != nil {
+		return err
+	}
+	defer stopStatus()
+	defer onSignalPrintMappings(node, stdout)()
 	log.Info("node starting", "relay", *relay, "id", node.ID(), "state", dir)
 	return node.Run(ctx)
 }

@@ -37,6 +37,8 @@ func runRelay(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	state := stateFlag(fs)
 	var lf logFlags
 	lf.add(fs)
+	var mf metricsFlags
+	mf.add(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -88,6 +90,7 @@ func runRelay(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		Mappings:   maps,
 		Lease:      *lease,
 		Logger:     log,
+		Observer:   mf.observer(),
 
 		PeerTimeout:      *peerTimeout,
 		HandshakeTimeout: *handshakeTimeout,
@@ -99,6 +102,12 @@ func runRelay(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return fmt.Errorf("--listen: %w", err)
 	}
+	stopStatus, err := mf.serve(relay, log)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	defer stopStatus()
 	log.Info("relay ready", "listen", ln.Addr().String(), "public_host", *publicHost, "ports", rng.String(), "name", *name, "state", dir)
 	return relay.Serve(ctx, ln)
 }

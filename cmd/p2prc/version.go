@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"io"
 	"runtime/debug"
+
+	"github.com/p2prc/p2prc/cmd/p2prc/internal/status"
 )
 
 func runVersion(args []string, stdout io.Writer) error {
@@ -16,24 +18,38 @@ func runVersion(args []string, stdout io.Writer) error {
 
 // versionString is the module version and the commit the binary was built from.
 func versionString() string {
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
+	b := buildInfo()
+	if b.Version == "" {
 		return "p2prc (unknown version)"
 	}
-	v := "p2prc " + bi.Main.Version
-	var rev, modified string
+	v := "p2prc " + b.Version
+	if b.Commit != "" {
+		v += " commit " + b.Commit
+	}
+	return v + " " + b.GoVersion
+}
+
+// buildInfo says which p2prc this is, from what the Go toolchain recorded;
+// Version is empty if it recorded nothing.
+func buildInfo() status.Build {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return status.Build{}
+	}
+	b := status.Build{Version: bi.Main.Version, GoVersion: bi.GoVersion}
+	var modified string
 	for _, s := range bi.Settings {
 		switch s.Key {
 		case "vcs.revision":
-			rev = s.Value
+			b.Commit = s.Value
 		case "vcs.modified":
 			if s.Value == "true" {
 				modified = "+modified"
 			}
 		}
 	}
-	if rev != "" {
-		v += " commit " + rev + modified
+	if b.Commit != "" {
+		b.Commit += modified
 	}
-	return v + " " + bi.GoVersion
+	return b
 }
