@@ -24,6 +24,8 @@ type nodeSession struct {
 	ym      *yamux.Session
 	ctrl    *mux.Conn
 	welcome *mux.Welcome
+	relay   string        // the relay's control address
+	latency time.Duration // the relay's, measured on connecting
 	log     *slog.Logger
 	pipes   pipes
 	done    chan struct{} // closed when the session is closing
@@ -35,41 +37,30 @@ type nodeSession struct {
 
 	tasks     group // visitor pipes, the control reader, pings, retries
 	closeOnce sync.Once
+
+	exchangeOnce sync.Once
+	exchanged    chan *mux.Exchange // the relay's answer to our exchange
 }
 
 // runSession connects, authenticates, asks for every expose and serves
 // visitors until the session ends; it returns why.
 func (n *Node) runSession(ctx context.Context) error {
-	d := net.Dialer{Timeout: n.cfg.DialTimeout}
-	conn, err := d.DialContext(ctx, "tcp", n.cfg.Relay)
+	c, err := n.connectAny(ctx)
 	if err != nil {
 		return err
 	}
-	tuneTCP(conn)
-	ym, err := mux.Client(conn, n.cfg.Session)
-	if err != nil {
-		conn.Close()
-		return err
-	}
-	stop := context.AfterFunc(ctx, func() { ym.Close() })
-	defer stop()
-	st, err := ym.OpenStream()
-	if err != nil {
-		ym.Close()
-		return err
-	}
-	ctrl := mux.NewConn(st, 0)
-	w, err := ctrl.NodeHandshake(mux.NodeAuth{Name: n.cfg.Name, Key: n.cfg.Key, Token: n.cfg.Token}, n.cfg.HandshakeTimeout)
-	if err != nil {
-		ym.Close()
-		return err
+	defer c.stop()
+	log := n.log.With("relay_name", c.welcome.Relay)
+	if n.cfg.Relay == AutoRelay {
+		log = log.With("relay_addr", c.addr)
 	}
 	s := &nodeSession{
-		n: n, ym: ym, ctrl: ctrl, welcome: w,
-		log:      n.log.With("relay_name", w.Relay),
-		done:     make(chan struct{}),
-		mappings: make(map[portKey]registry.Mapping),
-		pending:  make(map[uint32]chan mux.Message),
+		n: n, ym: c.ym, ctrl: c.ctrl, welcome: c.welcome, relay: c.addr, latency: c.latency,
+		log:       log,
+		done:      make(chan struct{}),
+		mappings:  make(map[portKey]registry.Mapping),
+		pending:   make(map[uint32]chan mux.Message),
+		exchanged: make(chan *mux.Exchange, 1),
 	}
 	return s.run(ctx)
 }
@@ -197,11 +188,13 @@ func (s *nodeSession) ready() {
 			s.log.Error("writing this node's mapping file", "err", err)
 		}
 	}
+	s.advertise(ms)
+	s.exchange()
 	for _, m := range ms {
 		s.log.Info("exposed", "mapping", describeMapping(m))
 	}
 	if s.n.cfg.OnReady != nil {
-		s.n.cfg.OnReady(Connected{Relay: s.n.cfg.Relay, RelayName: s.welcome.Relay, PublicHost: s.welcome.PublicHost, Mappings: ms})
+		s.n.cfg.OnReady(Connected{Relay: s.relay, RelayName: s.welcome.Relay, PublicHost: s.welcome.PublicHost, Mappings: ms, Latency: s.latency})
 	}
 }
 
@@ -239,6 +232,8 @@ func (s *nodeSession) readControl() error {
 		case *mux.Pong:
 		case *mux.Reset:
 			s.pipes.reset(m.Stream)
+		case *mux.Exchange:
+			s.receiveExchange(m)
 		case *mux.Close:
 			if m.Code.Fatal() {
 				return &mux.Error{Code: m.Code, Text: "the relay closed the session: " + m.Reason}

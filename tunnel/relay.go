@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/p2prc/p2prc/iptable"
 	"github.com/p2prc/p2prc/mux"
 	"github.com/p2prc/p2prc/portalloc"
 	"github.com/p2prc/p2prc/registry"
@@ -31,6 +32,16 @@ type RelayConfig struct {
 	// Mappings is the mapping table, the authority on which ports are
 	// taken. Required.
 	Mappings *registry.Mappings
+	// Relays is the relay registry: the relay lists itself in it, merges
+	// the relays nodes tell it of, and tells nodes what it holds. Nil: none.
+	Relays *registry.Servers
+	// IPTable is P2PRC's IP table: the relay keeps its own entry there
+	// (ProxyServer), merges nodes' tables and tells nodes what it holds.
+	// Nil: none.
+	IPTable *iptable.File
+	// ControlAddr is the address nodes dial, as the relay advertises
+	// itself. Zero: PublicHost with the port Serve's listener is on.
+	ControlAddr string
 	// Lease is how long a mapping stays reserved for its node after the
 	// node goes away. Zero: 24 h.
 	Lease time.Duration
@@ -83,6 +94,8 @@ type Relay struct {
 	maps    *registry.Mappings
 	started time.Time
 
+	controlAddr string // what the relay advertises; set by Serve
+
 	mu       sync.Mutex
 	sessions map[string]*relaySession // live sessions by node ID
 	ports    map[portKey]*publicPort  // bound public ports
@@ -117,6 +130,7 @@ func NewRelay(cfg RelayConfig) (*Relay, error) {
 // waits for all of their goroutines. Cancellation is a clean end (nil).
 func (r *Relay) Serve(ctx context.Context, ln net.Listener) error {
 	r.started = time.Now()
+	r.advertise(ln.Addr())
 	r.restorePorts()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -198,7 +212,9 @@ func (r *Relay) serveConn(ctx context.Context, c net.Conn) {
 		return
 	}
 	s := newRelaySession(r, peer, remote, ym, ctrl)
-	r.register(s)
+	if !peer.Query {
+		r.register(s) // a query session (a probe, a listing) replaces nothing
+	}
 	s.log.Info("node connected")
 	reason := s.run(ctx)
 	r.unregister(s)
