@@ -55,6 +55,7 @@ type MappingInfo struct {
 	Port       int    `json:"port"`        // the public port
 	PublicHost string `json:"public_host"` // the host visitors use
 	Relay      string `json:"relay"`       // the relay's name
+	Node       string `json:"node"`        // the node's name, as the relay records it
 	Local      string `json:"local"`       // the node's local target, as the node asked
 	Created    int64  `json:"created"`     // Unix seconds; 0: unknown
 	LastSeen   int64  `json:"last_seen"`   // Unix seconds the node was last connected; 0: unknown

@@ -63,7 +63,7 @@ func (c *Conn) NodeHandshake(a NodeAuth, timeout time.Duration) (*Welcome, error
 
 	identity := a.Key.Public().(ed25519.PublicKey)
 	nodeNonce := newNonce()
-	if err := c.Send(&Hello{Version: Version, Name: a.Name, Identity: identity, Nonce: nodeNonce, Query: a.Query}); err != nil {
+	if err := c.sendOrRefusal(&Hello{Version: Version, Name: a.Name, Identity: identity, Nonce: nodeNonce, Query: a.Query}); err != nil {
 		return nil, err
 	}
 	ch, err := expect[*Challenge](c)
@@ -76,7 +76,7 @@ func (c *Conn) NodeHandshake(a NodeAuth, timeout time.Duration) (*Welcome, error
 	if len(ch.Nonce) != nonceSize {
 		return nil, fmt.Errorf("%w: challenge nonce of %d bytes", ErrMalformed, len(ch.Nonce))
 	}
-	err = c.Send(&Auth{
+	err = c.sendOrRefusal(&Auth{
 		MAC:       nodeMAC(a.Token, ch.Nonce, nodeNonce, identity),
 		Signature: ed25519.Sign(a.Key, identityTranscript(ch.Nonce, nodeNonce)),
 	})
@@ -161,6 +161,24 @@ func expect[T Message](c *Conn) (T, error) {
 		return zero, e
 	}
 	return zero, fmt.Errorf("%w: got %v", ErrUnexpected, m.Type())
+}
+
+// sendOrRefusal sends m. If that fails because the relay has refused the
+// node and hung up already (yamux may report the shutdown to a writer before
+// the reader has seen the refusal), the refusal, which is then waiting to be
+// read, is returned instead: "authentication failed" rather than "session
+// shutdown".
+func (c *Conn) sendOrRefusal(m Message) error {
+	err := c.Send(m)
+	if err == nil {
+		return nil
+	}
+	if reply, rerr := c.Recv(); rerr == nil {
+		if refused, ok := reply.(*Error); ok {
+			return refused
+		}
+	}
+	return err
 }
 
 // refuse tells the peer why the handshake failed and returns that as an error.

@@ -53,7 +53,7 @@ func TestFrameRoundTrip(t *testing.T) {
 		&Exchange{Relays: []RelayInfo{}, IPTable: []iptable.Entry{}},
 		&ListMappings{ID: 9},
 		&MappingList{ID: 9, Mappings: []MappingInfo{{Network: "tcp", Port: 30022, PublicHost: "203.0.113.7",
-			Relay: "r", Local: "127.0.0.1:22", Created: 1735689600, LastSeen: 1735693200}}},
+			Relay: "r", Node: "home", Local: "127.0.0.1:22", Created: 1735689600, LastSeen: 1735693200}}},
 	}
 	var buf bytes.Buffer
 	for _, m := range msgs {

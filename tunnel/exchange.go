@@ -312,7 +312,7 @@ func (s *relaySession) answerListMappings(req *mux.ListMappings) {
 		}
 		list.Mappings = append(list.Mappings, mux.MappingInfo{
 			Network: m.Network(), Port: m.BlindPort, PublicHost: m.Address, Relay: m.ServerName,
-			Local: m.Local, Created: unixOrZero(m.Created), LastSeen: unixOrZero(m.LastSeen),
+			Node: m.NodeName, Local: m.Local, Created: unixOrZero(m.Created), LastSeen: unixOrZero(m.LastSeen),
 		})
 	}
 	s.ctrl.Send(list)

@@ -176,7 +176,7 @@ func (n *Node) mappingsOf(l *mux.MappingList) []registry.Mapping {
 		}
 		ms = append(ms, registry.Mapping{
 			ServerName: mi.Relay, Address: mi.PublicHost, Type: registry.TypeOf(mi.Network), BlindPort: mi.Port,
-			Owner: n.id, NodeName: n.cfg.Name, Local: mi.Local, Created: fromUnix(mi.Created), LastSeen: fromUnix(mi.LastSeen),
+			Owner: n.id, NodeName: mi.Node, Local: mi.Local, Created: fromUnix(mi.Created), LastSeen: fromUnix(mi.LastSeen),
 		})
 	}
 	return ms

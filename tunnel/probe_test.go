@@ -1,6 +1,7 @@
 package tunnel
 
 import (
+	"crypto/ed25519"
 	"errors"
 	"strings"
 	"testing"
@@ -61,13 +62,14 @@ func TestListMappingsIsolatedAndHarmless(t *testing.T) {
 	mine := portFor(t, ms, echo)
 
 	cfg := nodeConfig(r, nil)
-	cfg.Key, cfg.Name = key, "home"
+	cfg.Key, cfg.Name = key, "lister"
 	got, err := queryNode(t, cfg).ListMappings(t.Context(), r.Addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(got) != 1 || got[0].BlindPort != mine || got[0].Local != echo || got[0].Type != "TCP" ||
-		got[0].Address != "127.0.0.1" || got[0].ServerName != "test-relay" || got[0].Created.IsZero() {
+		got[0].Address != "127.0.0.1" || got[0].ServerName != "test-relay" || got[0].Created.IsZero() ||
+		got[0].NodeName != "node-"+mux.NodeID(key.Public().(ed25519.PublicKey))[:8] {
 		t.Fatalf("listed %+v; want only port %d (the other node holds %d)", got, mine, portFor(t, others, echo))
 	}
 	time.Sleep(100 * time.Millisecond) // a replaced session would be closed by now

@@ -212,10 +212,12 @@ func (r *Relay) serveConn(ctx context.Context, c net.Conn) {
 		return
 	}
 	s := newRelaySession(r, peer, remote, ym, ctrl)
-	if !peer.Query {
-		r.register(s) // a query session (a probe, a listing) replaces nothing
+	if peer.Query {
+		s.log.Info("query session (a probe or a listing)") // it replaces nothing
+	} else {
+		r.register(s)
+		s.log.Info("node connected")
 	}
-	s.log.Info("node connected")
 	reason := s.run(ctx)
 	r.unregister(s)
 	s.log.Info("node disconnected", "reason", reason)
