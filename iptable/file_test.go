@@ -108,3 +108,13 @@ func TestRemove(t *testing.T) {
 		t.Fatalf("left %+v", tab.Entries)
 	}
 }
+
+// A syntax error inside the value of a key this package keeps unread is
+// placed on its own line, not where the value began.
+func TestCorruptKeptValueNamesItsLine(t *testing.T) {
+	path := writeTable(t, t.TempDir(), "{\"ip_address\": [],\n \"Future\": [1,\n  2,\n }\n}")
+	_, err := Load(path)
+	if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), path+":4:") {
+		t.Fatalf("Load: %v; want it placed on line 4", err)
+	}
+}

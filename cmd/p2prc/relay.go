@@ -35,6 +35,7 @@ func runRelay(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	var tok tokenFlags
 	tok.add(fs)
 	state := stateFlag(fs)
+	ipTable := ipTableFlag(fs)
 	var lf logFlags
 	lf.add(fs)
 	if err := parse(fs, args); err != nil {
@@ -72,6 +73,14 @@ func runRelay(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
+	relays, err := openRelays(dir)
+	if err != nil {
+		return err
+	}
+	table, err := openIPTable(dir, *ipTable)
+	if err != nil {
+		return err
+	}
 	if *name == "" {
 		*name, _ = os.Hostname()
 	}
@@ -86,6 +95,8 @@ func runRelay(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		Ports:      rng,
 		BindHost:   *bindHost,
 		Mappings:   maps,
+		Relays:     relays,
+		IPTable:    table,
 		Lease:      *lease,
 		Logger:     log,
 
