@@ -3,6 +3,7 @@ package tunnel
 import (
 	"log/slog"
 	"net"
+	"reflect"
 	"strconv"
 	"sync"
 	"time"
@@ -45,11 +46,11 @@ func (s *nodeSession) advertise(ms []registry.Mapping) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	err := f.Update(func(t *iptable.Table) bool {
+		removed := 0
 		if o.last != nil && !o.last.SameNode(e) {
-			t.Remove(*o.last)
+			removed = t.Remove(*o.last)
 		}
-		upsertKeeping(t, e)
-		return true
+		return upsertKeeping(t, e) || removed > 0
 	})
 	if err != nil {
 		s.log.Error("writing this node's entry in the IP table", "file", f.Path(), "err", err)
@@ -102,23 +103,33 @@ func (n *Node) relayedEntry(publicHost string, ms []registry.Mapping) (iptable.E
 	return e, true
 }
 
-// upsertKeeping puts e in t. If t holds the same machine already (written by
-// P2PRC, say), the fields e sets replace that entry's and everything else in
-// it (keys P2PRC added, its public key...) is kept.
-func upsertKeeping(t *iptable.Table, e iptable.Entry) {
+// upsertKeeping puts e in t and reports whether t changed. If t holds the
+// same machine already (written by P2PRC, say), the fields e sets replace
+// that entry's and everything else in it (keys P2PRC added, its public
+// key...) is kept.
+func upsertKeeping(t *iptable.Table, e iptable.Entry) (changed bool) {
+	matches := 0
 	for _, old := range t.Entries {
 		if !old.SameNode(e) {
 			continue
 		}
-		old.Name, old.IPV4, old.ServerPort, old.NAT = e.Name, e.IPV4, e.ServerPort, e.NAT
-		old.EscapeImplementation, old.ProxyServer = e.EscapeImplementation, e.ProxyServer
-		if e.UDPServerPort != "" {
-			old.UDPServerPort = e.UDPServerPort
+		if matches++; matches > 1 {
+			continue
 		}
-		e = old
-		break
+		updated := old
+		updated.Name, updated.IPV4, updated.ServerPort, updated.NAT = e.Name, e.IPV4, e.ServerPort, e.NAT
+		updated.EscapeImplementation, updated.ProxyServer = e.EscapeImplementation, e.ProxyServer
+		if e.UDPServerPort != "" {
+			updated.UDPServerPort = e.UDPServerPort
+		}
+		changed = !reflect.DeepEqual(updated, old)
+		e = updated
+	}
+	if matches == 1 && !changed {
+		return false // already as it should be: no write
 	}
 	t.Upsert(e)
+	return true
 }
 
 // exchange sends the relay what this node knows and merges the answer. It
@@ -253,10 +264,7 @@ func (r *Relay) advertise(addr net.Addr) {
 	}
 	if r.cfg.IPTable != nil {
 		e := r.ownEntry()
-		err := r.cfg.IPTable.Update(func(t *iptable.Table) bool {
-			upsertKeeping(t, e)
-			return true
-		})
+		err := r.cfg.IPTable.Update(func(t *iptable.Table) bool { return upsertKeeping(t, e) })
 		if err != nil {
 			r.log.Error("writing this relay's entry in the IP table", "file", r.cfg.IPTable.Path(), "err", err)
 		}

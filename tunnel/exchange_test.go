@@ -202,3 +202,27 @@ func TestOwnEntryFollowsTheNode(t *testing.T) {
 		t.Fatalf("after moving to another relay the table holds %+v; want one entry with port %d", own, port)
 	}
 }
+
+// Writing our entry over P2PRC's entry for the same machine keeps what
+// P2PRC put there, and an entry already as it should be is not rewritten.
+func TestUpsertKeeping(t *testing.T) {
+	tab := &iptable.Table{Entries: []iptable.Entry{
+		{Name: "old-name", IPV4: "203.0.113.7", ServerPort: "30001", PublicKey: "ssh-ed25519 AAAA", MachineUsername: "pi",
+			Extra: map[string]json.RawMessage{"GPU": json.RawMessage(`"rtx"`)}},
+	}}
+	e := iptable.RelayedEntry("home", "203.0.113.7", 30001)
+	if !upsertKeeping(tab, e) {
+		t.Fatal("a changed entry was reported unchanged")
+	}
+	got := tab.Entries[0]
+	if len(tab.Entries) != 1 || got.Name != "home" || got.EscapeImplementation != iptable.EscapeImplementation ||
+		got.PublicKey != "ssh-ed25519 AAAA" || got.MachineUsername != "pi" || string(got.Extra["GPU"]) != `"rtx"` {
+		t.Fatalf("after the upsert: %+v", tab.Entries)
+	}
+	if upsertKeeping(tab, e) {
+		t.Fatal("an entry already in place was reported changed (the file would be rewritten)")
+	}
+	if !upsertKeeping(tab, iptable.RelayedEntry("home", "203.0.113.7", 30002)) || len(tab.Entries) != 2 {
+		t.Fatalf("a new port is a new entry: %+v", tab.Entries)
+	}
+}
