@@ -1,11 +1,9 @@
 package tunnel
 
 import (
-	"strconv"
 	"testing"
 	"time"
 
-	"github.com/p2prc/p2prc/iptable"
 	"github.com/p2prc/p2prc/mux"
 )
 
@@ -66,16 +64,7 @@ func TestAutoChoosesFasterRelayAndFailsOver(t *testing.T) {
 	port := portFor(t, c.Mappings, echo)
 	assertEcho(t, port)
 
-	// The node's entry in its IP table moved with it.
-	var own []iptable.Entry
-	for _, e := range readTable(t, table) {
-		if e.EscapeImplementation == iptable.EscapeImplementation {
-			own = append(own, e)
-		}
-	}
-	if len(own) != 1 || own[0].ServerPort != strconv.Itoa(port) {
-		t.Fatalf("after the move the table holds %+v; want one entry with port %d", own, port)
-	}
+	assertOneOwnEntry(t, table, port) // the node's entry moved with it
 }
 
 // A relay that refuses the node (another token) is skipped; when all do,

@@ -192,6 +192,13 @@ func TestOwnEntryFollowsTheNode(t *testing.T) {
 	cfg.Relay = r2.Addr
 	n2 := runNode(t, cfg)
 	port := portFor(t, n2.nextReady(t, 5*time.Second).Mappings, echo)
+	assertOneOwnEntry(t, table, port)
+}
+
+// assertOneOwnEntry checks that the table holds one entry of a relayed node,
+// with port.
+func assertOneOwnEntry(t *testing.T, table *iptable.File, port int) {
+	t.Helper()
 	var own []iptable.Entry
 	for _, e := range readTable(t, table) {
 		if e.EscapeImplementation == iptable.EscapeImplementation {
@@ -199,7 +206,7 @@ func TestOwnEntryFollowsTheNode(t *testing.T) {
 		}
 	}
 	if len(own) != 1 || own[0].ServerPort != strconv.Itoa(port) {
-		t.Fatalf("after moving to another relay the table holds %+v; want one entry with port %d", own, port)
+		t.Fatalf("after the node moved the table holds %+v; want one entry with port %d", own, port)
 	}
 }
 

@@ -26,6 +26,20 @@ func openIPTable(dir, flag string) (*iptable.File, error) {
 	return iptable.Open(path)
 }
 
+// openRelaysAndTable opens what a relay or a node shares with P2PRC: the
+// state dir's relay registry and the IP table.
+func openRelaysAndTable(dir, ipTable string) (*registry.Servers, *iptable.File, error) {
+	relays, err := openRelays(dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	table, err := openIPTable(dir, ipTable)
+	if err != nil {
+		return nil, nil, err
+	}
+	return relays, table, nil
+}
+
 // openRelays opens the state dir's relay registry.
 func openRelays(dir string) (*registry.Servers, error) {
 	return registry.OpenServers(filepath.Join(dir, registry.ServerFileName))

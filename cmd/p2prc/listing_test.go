@@ -27,13 +27,23 @@ func sameJSON(t *testing.T, a, b []byte) bool {
 	return reflect.DeepEqual(x, y)
 }
 
-// lines returns out's lines without trailing spaces.
-func lines(out string) []string {
-	var ls []string
+// matchLines checks that out has one line per pattern, each matching its
+// pattern once trailing spaces are cut, and returns the lines.
+func matchLines(t *testing.T, out string, patterns ...string) []string {
+	t.Helper()
+	var got []string
 	for _, l := range strings.Split(strings.TrimRight(out, "\n"), "\n") {
-		ls = append(ls, strings.TrimRight(l, " "))
+		got = append(got, strings.TrimRight(l, " "))
 	}
-	return ls
+	if len(got) != len(patterns) {
+		t.Fatalf("%d lines, want %d:\n%s", len(got), len(patterns), out)
+	}
+	for i, p := range patterns {
+		if !regexp.MustCompile(p).MatchString(got[i]) {
+			t.Errorf("line %d %q does not match %s; table:\n%s", i+1, got[i], p, out)
+		}
+	}
+	return got
 }
 
 func TestRelaysListing(t *testing.T) {
@@ -50,21 +60,11 @@ func TestRelaysListing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []*regexp.Regexp{
-		regexp.MustCompile(`^NAME +ADDRESS +LATENCY \(ms\) +LAST SEEN$`),
-		regexp.MustCompile(`^near +203\.0\.113\.7:8700 +12\.5 +\d+s$`),
-		regexp.MustCompile(`^far +198\.51\.100\.9:8700 +80\.0 +3h$`),
-		regexp.MustCompile(`^- +relay\.example:8700 +- +-$`),
-	}
-	got := lines(out)
-	if len(got) != len(want) {
-		t.Fatalf("table:\n%s", out)
-	}
-	for i, re := range want {
-		if !re.MatchString(got[i]) {
-			t.Errorf("line %d %q does not match %v; table:\n%s", i+1, got[i], re, out)
-		}
-	}
+	got := matchLines(t, out,
+		`^NAME +ADDRESS +LATENCY \(ms\) +LAST SEEN$`,
+		`^near +203\.0\.113\.7:8700 +12\.5 +\d+s$`,
+		`^far +198\.51\.100\.9:8700 +80\.0 +3h$`,
+		`^- +relay\.example:8700 +- +-$`)
 	// The columns line up.
 	if col := strings.Index(got[0], "ADDRESS"); strings.Index(got[1], "203.") != col || strings.Index(got[3], "relay.") != col {
 		t.Errorf("columns do not line up:\n%s", out)
@@ -107,21 +107,11 @@ func TestIPTableListing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []*regexp.Regexp{
-		regexp.MustCompile(`^TYPE +ADDRESS +NAME +UDP PORT +LATENCY \(ms\)$`),
-		regexp.MustCompile(`^relay +203\.0\.113\.7:8700 +relay-1 +- +12\.5$`),
-		regexp.MustCompile(`^relayed +203\.0\.113\.7:30001 +home +30053 +-$`),
-		regexp.MustCompile(`^public +\[2001:db8::5\]:8088 +lab +- +-$`),
-	}
-	got := lines(out)
-	if len(got) != len(want) {
-		t.Fatalf("table:\n%s", out)
-	}
-	for i, re := range want {
-		if !re.MatchString(got[i]) {
-			t.Errorf("line %d %q does not match %v; table:\n%s", i+1, got[i], re, out)
-		}
-	}
+	matchLines(t, out,
+		`^TYPE +ADDRESS +NAME +UDP PORT +LATENCY \(ms\)$`,
+		`^relay +203\.0\.113\.7:8700 +relay-1 +- +12\.5$`,
+		`^relayed +203\.0\.113\.7:30001 +home +30053 +-$`,
+		`^public +\[2001:db8::5\]:8088 +lab +- +-$`)
 
 	out, _, err = runCmd(t, "iptable", "--ip-table", today, "--json", "--state", dir)
 	if err != nil {

@@ -71,11 +71,7 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	relays, err := openRelays(dir)
-	if err != nil {
-		return err
-	}
-	table, err := openIPTable(dir, *ipTable)
+	relays, table, err := openRelaysAndTable(dir, *ipTable)
 	if err != nil {
 		return err
 	}

@@ -73,11 +73,7 @@ func runRelay(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	relays, err := openRelays(dir)
-	if err != nil {
-		return err
-	}
-	table, err := openIPTable(dir, *ipTable)
+	relays, table, err := openRelaysAndTable(dir, *ipTable)
 	if err != nil {
 		return err
 	}
