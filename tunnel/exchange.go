@@ -1,6 +1,7 @@
 package tunnel
 
 import (
+	"encoding/json"
 	"log/slog"
 	"net"
 	"reflect"
@@ -240,7 +241,30 @@ func outgoingExchange(relays *registry.Servers, table *iptable.File, own *iptabl
 			x.IPTable = append(x.IPTable, e)
 		}
 	}
+	fitFrame(x, mux.DefaultMaxFrameSize)
 	return x
+}
+
+// fitFrame drops entries, then relays, from the end of x until its payload
+// fits in limit, the peer's frame cap: a peer closes the session on a frame
+// above it, and the node would reconnect only to send it again. Large
+// entries (long keys or custom information) are what makes a table so big.
+func fitFrame(x *mux.Exchange, limit int) {
+	for {
+		b, err := json.Marshal(x)
+		if err != nil || len(b) <= limit {
+			return
+		}
+		switch {
+		case len(x.IPTable) > 1:
+			x.IPTable = x.IPTable[:len(x.IPTable)/2]
+		case len(x.Relays) > 1:
+			x.Relays = x.Relays[:len(x.Relays)/2]
+		default:
+			x.IPTable, x.Relays = x.IPTable[:0], x.Relays[:0]
+			return
+		}
+	}
 }
 
 // The relay's side.
@@ -281,13 +305,18 @@ func (r *Relay) ownEntry() iptable.Entry {
 
 // answerExchange merges what a node tells and answers with what the relay
 // knows. A session gets one exchange: more would let a node make the relay
-// rewrite its files at will.
+// rewrite its files at will. The work (reading and writing files) runs beside
+// the control loop, which keeps answering pings meanwhile.
 func (s *relaySession) answerExchange(x *mux.Exchange) {
 	if s.exchanged {
 		s.ctrl.Send(&mux.Error{Code: mux.CodeBadRequest, Text: "one exchange per session; this one is ignored"})
 		return
 	}
 	s.exchanged = true
+	s.tasks.spawn(func() { s.mergeAndAnswer(x) })
+}
+
+func (s *relaySession) mergeAndAnswer(x *mux.Exchange) {
 	r := s.r
 	relays, entries := mergeExchange(r.cfg.Relays, r.cfg.IPTable, x)
 	if relays.err != nil {

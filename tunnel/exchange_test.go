@@ -6,10 +6,12 @@ import (
 	"net"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/p2prc/p2prc/iptable"
+	"github.com/p2prc/p2prc/mux"
 	"github.com/p2prc/p2prc/registry"
 )
 
@@ -231,5 +233,32 @@ func TestUpsertKeeping(t *testing.T) {
 	}
 	if !upsertKeeping(tab, iptable.RelayedEntry("home", "203.0.113.7", 30002)) || len(tab.Entries) != 2 {
 		t.Fatalf("a new port is a new entry: %+v", tab.Entries)
+	}
+}
+
+// A table too big for one control frame is cut to fit, own entry first,
+// rather than sent whole and the session closed for it (again at every
+// reconnect). The frame cap is made small here so the test stays fast.
+func TestHugeTableIsCutToFitAFrame(t *testing.T) {
+	const limit = 64 << 10
+	big := strings.Repeat("x", 4<<10)
+	x := &mux.Exchange{IPTable: []iptable.Entry{iptable.RelayedEntry("home", "203.0.113.7", 30001)}}
+	for i := range 24 { // 24 entries of 4 KiB: over the cap
+		x.IPTable = append(x.IPTable, iptable.Entry{Name: "n", IPV4: "198.51.100.1", ServerPort: strconv.Itoa(1000 + i), CustomInformation: big})
+	}
+	for range 200 {
+		x.Relays = append(x.Relays, mux.RelayInfo{Name: "r", Address: "relay.example:8700"})
+	}
+	fitFrame(x, limit)
+	frame, err := mux.AppendFrame(nil, x)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := mux.ReadFrame(bytes.NewReader(frame), limit); err != nil {
+		t.Fatalf("the peer cannot read the exchange: %v", err)
+	}
+	if len(x.IPTable) < 5 || x.IPTable[0].Name != "home" || len(x.Relays) != 200 {
+		t.Fatalf("sent %d entries, the first %q, and %d relays; want a good part of the 25, ours first, and every relay",
+			len(x.IPTable), x.IPTable[0].Name, len(x.Relays))
 	}
 }
