@@ -22,7 +22,10 @@ func queryNode(t *testing.T, cfg NodeConfig) *Node {
 func TestAutoChoosesFasterRelayAndFailsOver(t *testing.T) {
 	leakCheck(t)
 	echo := startEcho(t)
-	rA, rB := startRelay(t, relayOpts{}), startRelay(t, relayOpts{})
+	// Timeouts with room to spare: connections go through proxies, one of
+	// them slow, on a machine that may be busy.
+	patient := relayOpts{PeerTimeout: 10 * time.Second}
+	rA, rB := startRelay(t, patient), startRelay(t, patient)
 	pA, pB := startDelayProxy(t, rA.Addr, 0), startDelayProxy(t, rB.Addr, 0)
 	// The slow path is the one whose address sorts first, so that a choice
 	// by address rather than by latency would pick it.
@@ -30,11 +33,11 @@ func TestAutoChoosesFasterRelayAndFailsOver(t *testing.T) {
 	if pB.Addr() < pA.Addr() {
 		slow, fast, fastRelay = pB, pA, rA
 	}
-	slow.setDelay(40 * time.Millisecond)
+	slow.setDelay(20 * time.Millisecond)
 
 	servers := openServers(t)
 	base := nodeConfig(rA, nil)
-	base.Relays = servers
+	base.Relays, base.HandshakeTimeout = servers, 5*time.Second
 	q := queryNode(t, base)
 	for _, p := range []*delayProxy{slow, fast} {
 		if res := q.Probe(t.Context(), p.Addr()); res.Err != nil || res.Pings != latencyPings {
@@ -42,13 +45,14 @@ func TestAutoChoosesFasterRelayAndFailsOver(t *testing.T) {
 		}
 	}
 	list := servers.List()
-	if len(list) != 2 || list[0].Address != fast.Addr() || list[1].Latency < 80*time.Millisecond {
+	if len(list) != 2 || list[0].Address != fast.Addr() || list[1].Latency < 40*time.Millisecond {
 		t.Fatalf("registry after probing, fastest first: %+v; fast is %s", list, fast.Addr())
 	}
 
 	table := openTable(t)
 	cfg := nodeConfig(rA, []Expose{tcpExpose(echo)})
 	cfg.Relay, cfg.Relays, cfg.IPTable, cfg.Name = AutoRelay, servers, table, "home"
+	cfg.HandshakeTimeout, cfg.PeerTimeout = 5*time.Second, 10*time.Second
 	n := runNode(t, cfg)
 	c := n.nextReady(t, 10*time.Second)
 	if c.Relay != fast.Addr() {

@@ -176,6 +176,8 @@ type relayOpts struct {
 	Relays   *registry.Servers
 	IPTable  *iptable.File
 	Token    []byte // zero: testToken
+	// PeerTimeout: zero is 3 s.
+	PeerTimeout time.Duration
 }
 
 type testRelay struct {
@@ -217,7 +219,7 @@ func startRelay(t *testing.T, o relayOpts) *testRelay {
 		IPTable:          o.IPTable,
 		Lease:            o.Lease,
 		HandshakeTimeout: 2 * time.Second,
-		PeerTimeout:      3 * time.Second,
+		PeerTimeout:      cmp.Or(o.PeerTimeout, 3*time.Second),
 		Logger:           log,
 	})
 	if err != nil {
