@@ -150,10 +150,12 @@ func freePort(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-// freeRange finds n consecutive ports free on 127.0.0.1.
+// freeRange finds n consecutive ports free on 127.0.0.1, below Linux's
+// ephemeral range (32768-60999): there, a busy machine's TIME-WAIT
+// connections keep most ports from being bound.
 func freeRange(t *testing.T, n int) (lo int) {
 	t.Helper()
-	for base := 43000; base < 60000; base += n {
+	for base := 20000; base < 32000; base += n {
 		ok := true
 		for p := base; p < base+n && ok; p++ {
 			ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
