@@ -212,6 +212,13 @@ func (d *decoder) wrap(err error) error {
 	var se *json.SyntaxError
 	switch {
 	case errors.As(err, &se):
+		// Inside a value read whole (a kept key's), the decoder counts
+		// offsets from where that read began; scanning the whole
+		// document again finds the error's place in it.
+		var whole *json.SyntaxError
+		if errors.As(json.Unmarshal(d.data, new(json.RawMessage)), &whole) {
+			se = whole
+		}
 		return d.fail(se.Offset-1, "%v", se)
 	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
 		return d.fail(int64(len(d.data)), "unexpected end of file (is it cut short?)")

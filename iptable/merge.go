@@ -115,3 +115,19 @@ func (idx *nodeIndex) has(e Entry) bool {
 	_, ok := idx.v6[e.IPV6]
 	return ok && e.IPV6 != ""
 }
+
+// Remove deletes every entry that is the SameNode as e and returns how many
+// it deleted.
+func (t *Table) Remove(e Entry) (removed int) {
+	kept := t.Entries[:0]
+	for _, o := range t.Entries {
+		if e.SameNode(o) {
+			removed++
+			continue
+		}
+		kept = append(kept, o)
+	}
+	clear(t.Entries[len(kept):])
+	t.Entries = kept
+	return removed
+}

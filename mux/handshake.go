@@ -33,6 +33,7 @@ type NodeAuth struct {
 	Name  string             // shown in the relay's logs and listings
 	Key   ed25519.PrivateKey // the node's identity
 	Token []byte             // the secret shared with the relay; never sent
+	Query bool               // open a query session: see Hello.Query
 }
 
 // RelayAuth is what a relay needs to authenticate nodes.
@@ -47,6 +48,7 @@ type Peer struct {
 	Name     string
 	Identity ed25519.PublicKey
 	ID       string // NodeID(Identity)
+	Query    bool   // a query session: see Hello.Query
 }
 
 // NodeHandshake runs the node's side of the handshake on c and returns the
@@ -61,7 +63,7 @@ func (c *Conn) NodeHandshake(a NodeAuth, timeout time.Duration) (*Welcome, error
 
 	identity := a.Key.Public().(ed25519.PublicKey)
 	nodeNonce := newNonce()
-	if err := c.Send(&Hello{Version: Version, Name: a.Name, Identity: identity, Nonce: nodeNonce}); err != nil {
+	if err := c.sendOrRefusal(&Hello{Version: Version, Name: a.Name, Identity: identity, Nonce: nodeNonce, Query: a.Query}); err != nil {
 		return nil, err
 	}
 	ch, err := expect[*Challenge](c)
@@ -74,7 +76,7 @@ func (c *Conn) NodeHandshake(a NodeAuth, timeout time.Duration) (*Welcome, error
 	if len(ch.Nonce) != nonceSize {
 		return nil, fmt.Errorf("%w: challenge nonce of %d bytes", ErrMalformed, len(ch.Nonce))
 	}
-	err = c.Send(&Auth{
+	err = c.sendOrRefusal(&Auth{
 		MAC:       nodeMAC(a.Token, ch.Nonce, nodeNonce, identity),
 		Signature: ed25519.Sign(a.Key, identityTranscript(ch.Nonce, nodeNonce)),
 	})
@@ -131,7 +133,7 @@ func (c *Conn) RelayHandshake(a RelayAuth, timeout time.Duration) (Peer, error) 
 		c.refuse(CodeAuth, "authentication failed: this relay's token differs from the node's; give the node the relay's token with --token-file or P2PRC_TOKEN")
 		return Peer{}, ErrAuthFailed
 	}
-	p := Peer{Name: h.Name, Identity: identity, ID: NodeID(identity)}
+	p := Peer{Name: h.Name, Identity: identity, ID: NodeID(identity), Query: h.Query}
 	if p.Name == "" {
 		p.Name = "node-" + p.ID[:8]
 	}
@@ -159,6 +161,24 @@ func expect[T Message](c *Conn) (T, error) {
 		return zero, e
 	}
 	return zero, fmt.Errorf("%w: got %v", ErrUnexpected, m.Type())
+}
+
+// sendOrRefusal sends m. If that fails because the relay has refused the
+// node and hung up already (yamux may report the shutdown to a writer before
+// the reader has seen the refusal), the refusal, which is then waiting to be
+// read, is returned instead: "authentication failed" rather than "session
+// shutdown".
+func (c *Conn) sendOrRefusal(m Message) error {
+	err := c.Send(m)
+	if err == nil {
+		return nil
+	}
+	if reply, rerr := c.Recv(); rerr == nil {
+		if refused, ok := reply.(*Error); ok {
+			return refused
+		}
+	}
+	return err
 }
 
 // refuse tells the peer why the handshake failed and returns that as an error.

@@ -64,6 +64,14 @@ const (
 	TypeClose Type = 10
 	// TypeReset aborts one visitor stream, either way. Payload: Reset.
 	TypeReset Type = 11
+	// TypeExchange shares known relays and the IP table, node to relay and
+	// back. Payload: Exchange.
+	TypeExchange Type = 12
+	// TypeListMappings asks for the asking node's mappings, node to relay.
+	// Payload: ListMappings.
+	TypeListMappings Type = 13
+	// TypeMappingList answers TypeListMappings, relay to node. Payload: MappingList.
+	TypeMappingList Type = 14
 )
 
 func (t Type) String() string {
@@ -90,6 +98,12 @@ func (t Type) String() string {
 		return "close"
 	case TypeReset:
 		return "reset"
+	case TypeExchange:
+		return "exchange"
+	case TypeListMappings:
+		return "list-mappings"
+	case TypeMappingList:
+		return "mapping-list"
 	}
 	return fmt.Sprintf("type(%d)", uint8(t))
 }
@@ -120,6 +134,9 @@ type Hello struct {
 	Name     string `json:"name"`
 	Identity []byte `json:"identity"` // ed25519 public key, 32 bytes
 	Nonce    []byte `json:"nonce"`    // 32 random bytes
+	// Query opens a query session (a probe or a listing): it never replaces
+	// the node's live session and may not expose.
+	Query bool `json:"query,omitempty"`
 }
 
 // Challenge carries the relay's nonce, which the node must answer.
@@ -227,6 +244,12 @@ func newMessage(t Type) Message {
 		return new(Close)
 	case TypeReset:
 		return new(Reset)
+	case TypeExchange:
+		return new(Exchange)
+	case TypeListMappings:
+		return new(ListMappings)
+	case TypeMappingList:
+		return new(MappingList)
 	}
 	return nil
 }
@@ -271,6 +294,11 @@ func decode(t Type, payload []byte) (Message, error) {
 	}
 	if err := json.Unmarshal(payload, m); err != nil {
 		return nil, fmt.Errorf("%w: %v: %v", ErrMalformed, t, err)
+	}
+	if c, ok := m.(checker); ok {
+		if err := c.check(); err != nil {
+			return nil, fmt.Errorf("%w: %v: %v", ErrMalformed, t, err)
+		}
 	}
 	return m, nil
 }

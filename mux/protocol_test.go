@@ -8,6 +8,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/p2prc/p2prc/iptable"
 )
 
 // The wire numbers never change; this pins them.
@@ -15,6 +17,7 @@ func TestWireNumbersArePinned(t *testing.T) {
 	pinned := map[Type]uint8{
 		TypeHello: 1, TypeChallenge: 2, TypeAuth: 3, TypeWelcome: 4, TypeExpose: 5, TypeGrant: 6,
 		TypeError: 7, TypePing: 8, TypePong: 9, TypeClose: 10, TypeReset: 11,
+		TypeExchange: 12, TypeListMappings: 13, TypeMappingList: 14,
 	}
 	for typ, want := range pinned {
 		if uint8(typ) != want {
@@ -45,6 +48,12 @@ func TestFrameRoundTrip(t *testing.T) {
 		&Pong{Seq: 5},
 		&Close{Code: CodeShutdown, Reason: "bye"},
 		&Reset{Stream: 42},
+		&Hello{Version: 1, Name: "probe", Identity: bytes.Repeat([]byte{7}, 32), Nonce: bytes.Repeat([]byte{1}, 32), Query: true},
+		exampleExchange(),
+		&Exchange{Relays: []RelayInfo{}, IPTable: []iptable.Entry{}},
+		&ListMappings{ID: 9},
+		&MappingList{ID: 9, Mappings: []MappingInfo{{Network: "tcp", Port: 30022, PublicHost: "203.0.113.7",
+			Relay: "r", Node: "home", Local: "127.0.0.1:22", Created: 1735689600, LastSeen: 1735693200}}},
 	}
 	var buf bytes.Buffer
 	for _, m := range msgs {
@@ -148,6 +157,10 @@ func FuzzReadFrame(f *testing.F) {
 	f.Add(frame(byte(TypeError), `{"id":0,"code":"auth","text":"x"}`))
 	f.Add(frame(250, `{}`))
 	f.Add([]byte{byte(TypePing), 0xff, 0xff, 0xff, 0xff})
+	f.Add(frame(byte(TypeExchange), `{"relays":[{"name":"r","address":"203.0.113.7:8700"}],`+
+		`"ip_table":[{"ipv4":"198.51.100.1","serverport":8088,"Future":{"a": [1, "<b>"]}},null]}`))
+	f.Add(frame(byte(TypeListMappings), `{"id":4}`))
+	f.Add(frame(byte(TypeMappingList), `{"id":4,"mappings":[{"network":"tcp","port":30001,"created":1}]}`))
 	f.Fuzz(func(t *testing.T, in []byte) {
 		m, err := ReadFrame(bytes.NewReader(in), 4096)
 		if err != nil {

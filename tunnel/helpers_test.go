@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/p2prc/p2prc/iptable"
 	"github.com/p2prc/p2prc/portalloc"
 	"github.com/p2prc/p2prc/registry"
 )
@@ -173,6 +174,9 @@ type relayOpts struct {
 	Addr     string // control address to listen on
 	MapsPath string // the mapping file
 	Observer Observer
+	Relays   *registry.Servers
+	IPTable  *iptable.File
+	Token    []byte // zero: testToken
 
 	PeerTimeout time.Duration // zero: 3 s
 }
@@ -209,10 +213,12 @@ func startRelay(t *testing.T, o relayOpts) *testRelay {
 	r, err := NewRelay(RelayConfig{
 		Name:             "test-relay",
 		PublicHost:       "127.0.0.1",
-		Token:            testToken,
+		Token:            []byte(cmp.Or(string(o.Token), string(testToken))),
 		Ports:            o.Ports,
 		BindHost:         "127.0.0.1",
 		Mappings:         maps,
+		Relays:           o.Relays,
+		IPTable:          o.IPTable,
 		Lease:            o.Lease,
 		HandshakeTimeout: 2 * time.Second,
 		PeerTimeout:      cmp.Or(o.PeerTimeout, 3*time.Second),
@@ -279,7 +285,11 @@ func runNode(t *testing.T, cfg NodeConfig) *testNode {
 	}
 	n := &testNode{ready: make(chan Connected, 64), exited: make(chan struct{})}
 	cfg.Logger, n.Logs = newLogger(t, "node "+cfg.Name)
+	onReady := cfg.OnReady
 	cfg.OnReady = func(c Connected) {
+		if onReady != nil {
+			onReady(c)
+		}
 		select {
 		case n.ready <- c:
 		default:

@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"time"
 
+	"github.com/p2prc/p2prc/iptable"
 	"github.com/p2prc/p2prc/mux"
 	"github.com/p2prc/p2prc/registry"
 )
@@ -17,7 +18,8 @@ import (
 // NodeConfig configures a Node. Zero values mean the defaults given on each
 // field; fields marked required have none.
 type NodeConfig struct {
-	// Relay is the relay's control address, host:port. Required.
+	// Relay is the relay's control address, host:port, or AutoRelay.
+	// Required.
 	Relay string
 	// Exposes are the local services to offer. At least one is required.
 	Exposes []Expose
@@ -31,6 +33,14 @@ type NodeConfig struct {
 	// Mappings receives the node's own copy of its mappings whenever its
 	// grants arrive. Nil: no copy is kept.
 	Mappings *registry.Mappings
+	// Relays is the relay registry: each relay the node connects to is
+	// recorded with its measured latency, relays learnt from the relay are
+	// merged in, and AutoRelay chooses from it. Nil: none is kept, and
+	// AutoRelay cannot be used.
+	Relays *registry.Servers
+	// IPTable is P2PRC's IP table, where the node keeps its own entry
+	// current and merges the relay's table. Nil: none is kept.
+	IPTable *iptable.File
 	// Once makes Run return after the first session ends instead of
 	// reconnecting.
 	Once bool
@@ -63,6 +73,7 @@ type Connected struct {
 	RelayName  string             // the relay's name
 	PublicHost string             // the host visitors use
 	Mappings   []registry.Mapping // what was granted
+	Latency    time.Duration      // the relay's latency, measured on connecting
 }
 
 const (
@@ -82,6 +93,15 @@ func (c *NodeConfig) validate() error {
 	case len(c.Key) != ed25519.PrivateKeySize:
 		return errors.New("node: an identity key is required")
 	}
+	if err := c.checkAuto(); err != nil {
+		return err
+	}
+	c.setDefaults()
+	return nil
+}
+
+// setDefaults fills in the zero values that have defaults.
+func (c *NodeConfig) setDefaults() {
 	c.DialTimeout = cmp.Or(c.DialTimeout, defaultDialTimeout)
 	c.HandshakeTimeout = cmp.Or(c.HandshakeTimeout, defaultHandshakeTimeout)
 	c.PeerTimeout = cmp.Or(c.PeerTimeout, defaultPeerTimeout)
@@ -93,7 +113,6 @@ func (c *NodeConfig) validate() error {
 	if c.Observer == nil {
 		c.Observer = nopObserver{}
 	}
-	return nil
 }
 
 // Node keeps a session with a relay and carries the relay's visitors to
@@ -105,6 +124,7 @@ type Node struct {
 
 	state   nodeState // what Status reports
 	traffic trafficTable
+	own     ownEntry // this node's entry in its IP table
 }
 
 // NewNode checks cfg and returns a node ready to Run.
@@ -115,6 +135,7 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 	id := mux.NodeID(cfg.Key.Public().(ed25519.PublicKey))
 	n := &Node{cfg: cfg, log: cfg.Logger.With("relay", cfg.Relay), id: id}
 	n.state.started = time.Now()
+	n.own.last = n.previousEntry()
 	return n, nil
 }
 

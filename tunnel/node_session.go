@@ -26,6 +26,8 @@ type nodeSession struct {
 	ctrl    *mux.Conn
 	wire    *mux.Wire
 	welcome *mux.Welcome
+	relay   string        // the relay's control address
+	latency time.Duration // the relay's, measured on connecting
 	log     *slog.Logger
 	pipes   pipes
 	done    chan struct{} // closed when the session is closing
@@ -38,47 +40,30 @@ type nodeSession struct {
 	tasks     group // visitor pipes, the control reader, pings, retries
 	closeOnce sync.Once
 	cause     error // the reason given to the first close, if any
+
+	exchangeOnce sync.Once
+	exchanged    chan *mux.Exchange // the relay's answer to our exchange
 }
 
 // runSession connects, authenticates, asks for every expose and serves
 // visitors until the session ends; it returns why.
 func (n *Node) runSession(ctx context.Context) error {
-	d := net.Dialer{Timeout: n.cfg.DialTimeout}
-	conn, err := d.DialContext(ctx, "tcp", n.cfg.Relay)
+	c, err := n.connectAny(ctx)
 	if err != nil {
 		return err
 	}
-	tuneTCP(conn, n.cfg.PeerTimeout)
-	wire := mux.NewWire(conn)
-	ym, err := mux.Client(wire, n.cfg.Session)
-	if err != nil {
-		conn.Close()
-		return err
+	defer c.stop()
+	log := n.log.With("relay_name", c.welcome.Relay)
+	if n.cfg.Relay == AutoRelay {
+		log = log.With("relay_addr", c.addr)
 	}
-	stop := context.AfterFunc(ctx, func() { ym.Close() })
-	defer stop()
-	st, err := ym.OpenStream()
-	if err != nil {
-		ym.Close()
-		return err
-	}
-	ctrl := mux.NewConn(st, 0)
-	began := time.Now()
-	w, err := ctrl.NodeHandshake(mux.NodeAuth{Name: n.cfg.Name, Key: n.cfg.Key, Token: n.cfg.Token}, n.cfg.HandshakeTimeout)
-	if err != nil {
-		ym.Close()
-		n.observeHandshakeFailure(err)
-		return err
-	}
-	n.cfg.Observer.Handshake(time.Since(began))
-	n.cfg.Observer.SessionOpened()
-	n.log.Info("connected to the relay", "relay_name", w.Relay, "public_host", w.PublicHost)
 	s := &nodeSession{
-		n: n, ym: ym, ctrl: ctrl, welcome: w, wire: wire,
-		log:      n.log.With("relay_name", w.Relay),
-		done:     make(chan struct{}),
-		mappings: make(map[portKey]registry.Mapping),
-		pending:  make(map[uint32]chan mux.Message),
+		n: n, ym: c.ym, ctrl: c.ctrl, welcome: c.welcome, wire: c.wire, relay: c.addr, latency: c.latency,
+		log:       log,
+		done:      make(chan struct{}),
+		mappings:  make(map[portKey]registry.Mapping),
+		pending:   make(map[uint32]chan mux.Message),
+		exchanged: make(chan *mux.Exchange, 1),
 	}
 	return s.run(ctx)
 }
@@ -215,11 +200,13 @@ func (s *nodeSession) ready() {
 			s.log.Error("writing this node's mapping file", "err", err)
 		}
 	}
+	s.advertise(ms)
+	s.exchange()
 	for _, m := range ms {
 		s.log.Info("exposed", "mapping", describeMapping(m))
 	}
 	if s.n.cfg.OnReady != nil {
-		s.n.cfg.OnReady(Connected{Relay: s.n.cfg.Relay, RelayName: s.welcome.Relay, PublicHost: s.welcome.PublicHost, Mappings: ms})
+		s.n.cfg.OnReady(Connected{Relay: s.relay, RelayName: s.welcome.Relay, PublicHost: s.welcome.PublicHost, Mappings: ms, Latency: s.latency})
 	}
 }
 
@@ -273,6 +260,8 @@ func (s *nodeSession) readControl() error {
 		case *mux.Pong:
 		case *mux.Reset:
 			s.pipes.reset(m.Stream)
+		case *mux.Exchange:
+			s.receiveExchange(m)
 		case *mux.Close:
 			if m.Code.Fatal() {
 				return &mux.Error{Code: m.Code, Text: "the relay closed the session: " + m.Reason}

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/p2prc/p2prc/iptable"
 	"github.com/p2prc/p2prc/mux"
 	"github.com/p2prc/p2prc/portalloc"
 	"github.com/p2prc/p2prc/registry"
@@ -31,6 +32,16 @@ type RelayConfig struct {
 	// Mappings is the mapping table, the authority on which ports are
 	// taken. Required.
 	Mappings *registry.Mappings
+	// Relays is the relay registry: the relay lists itself in it, merges
+	// the relays nodes tell it of, and tells nodes what it holds. Nil: none.
+	Relays *registry.Servers
+	// IPTable is P2PRC's IP table: the relay keeps its own entry there
+	// (ProxyServer), merges nodes' tables and tells nodes what it holds.
+	// Nil: none.
+	IPTable *iptable.File
+	// ControlAddr is the address nodes dial, as the relay advertises
+	// itself. Zero: PublicHost with the port Serve's listener is on.
+	ControlAddr string
 	// Lease is how long a mapping stays reserved for its node after the
 	// node goes away. Zero: 24 h.
 	Lease time.Duration
@@ -90,6 +101,8 @@ type Relay struct {
 	started time.Time // guarded by mu
 	traffic trafficTable
 
+	controlAddr string // what the relay advertises; set by Serve
+
 	mu       sync.Mutex
 	sessions map[string]*relaySession // live sessions by node ID
 	ports    map[portKey]*publicPort  // bound public ports
@@ -126,6 +139,7 @@ func (r *Relay) Serve(ctx context.Context, ln net.Listener) error {
 	r.mu.Lock()
 	r.started = time.Now()
 	r.mu.Unlock()
+	r.advertise(ln.Addr())
 	r.restorePorts()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -209,11 +223,15 @@ func (r *Relay) serveConn(ctx context.Context, c net.Conn) {
 		r.log.Log(ctx, level, "node handshake failed", "remote", remote, "err", err)
 		return
 	}
-	r.cfg.Observer.Handshake(time.Since(began))
-	r.cfg.Observer.SessionOpened()
 	s := newRelaySession(r, peer, remote, ym, ctrl, wire)
-	r.register(s)
-	s.log.Info("node connected")
+	if peer.Query {
+		s.log.Info("query session (a probe or a listing)") // it replaces nothing
+	} else {
+		r.cfg.Observer.Handshake(time.Since(began))
+		r.cfg.Observer.SessionOpened()
+		r.register(s)
+		s.log.Info("node connected")
+	}
 	reason := s.run(ctx)
 	r.unregister(s)
 	s.log.Info("node disconnected", "reason", reason)

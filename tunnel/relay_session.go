@@ -38,6 +38,8 @@ type relaySession struct {
 
 	closeOnce sync.Once
 	reason    string // why the session ended; set once, under closeOnce
+
+	exchanged bool // the node sent its exchange; touched by serveControl only
 }
 
 func newRelaySession(r *Relay, peer mux.Peer, remote string, ym *yamux.Session, ctrl *mux.Conn, wire *mux.Wire) *relaySession {
@@ -82,6 +84,10 @@ func (s *relaySession) serveControl() error {
 		switch m := m.(type) {
 		case *mux.Expose:
 			s.answerExpose(m)
+		case *mux.Exchange:
+			s.answerExchange(m)
+		case *mux.ListMappings:
+			s.answerListMappings(m)
 		case *mux.Ping:
 			s.ctrl.Send(&mux.Pong{Seq: m.Seq})
 		case *mux.Pong:
@@ -99,6 +105,10 @@ func (s *relaySession) serveControl() error {
 
 // answerExpose grants a port or says why not.
 func (s *relaySession) answerExpose(req *mux.Expose) {
+	if s.peer.Query {
+		s.ctrl.Send(&mux.Error{ID: req.ID, Code: mux.CodeBadRequest, Text: "a query session cannot expose; connect as a node"})
+		return
+	}
 	g, refusal := s.r.expose(s, req)
 	if refusal != nil {
 		refusal.ID = req.ID

@@ -41,6 +41,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runNode(ctx, rest, stdout, stderr)
 	case "mappings":
 		return runMappings(ctx, rest, stdout, stderr)
+	case "relays":
+		return runRelays(ctx, rest, stdout, stderr)
+	case "iptable":
+		return runIPTable(ctx, rest, stdout, stderr)
 	case "demo":
 		return runDemo(ctx, rest, stdout, stderr)
 	case "version":
@@ -58,7 +62,11 @@ const usage = `p2prc: a relay that lets machines behind NAT serve the internet.
 Commands:
   p2prc relay     run a relay on a machine with a public address
   p2prc node      offer local services through a relay
-  p2prc mappings  list the mappings in the state dir (--json: the file itself)
+  p2prc mappings  list the mappings in the state dir (--json: the file itself;
+                  --relay HOST:PORT: ask a live relay for this node's)
+  p2prc relays    list the relays this machine knows, fastest first;
+                  'relays add HOST:PORT' adds one, 'relays probe' measures them all
+  p2prc iptable   list P2PRC's IP table
   p2prc demo      run relay, node and a web page on this machine, then exit
   p2prc version   print the version
 Run 'p2prc COMMAND --help' for a command's flags and their defaults.
@@ -72,8 +80,13 @@ Examples:
   P2PRC_TOKEN="$(cat relay.token)" p2prc node --relay 203.0.113.7:8700 \
       --expose tcp:22 --expose udp:53=30053
 
+  # Or let the node take the fastest relay it knows (see p2prc relays):
+  p2prc relays add 203.0.113.7:8700
+  p2prc node --relay auto --expose tcp:22 --token-file relay.token
+
   # The P2PRC spellings work too:
   p2prc -s --reverse-proxy
   p2prc -s --connect-reverse-proxy 203.0.113.7:8700 --token-file relay.token
   p2prc --view-rpm
+  p2prc --view-rps
 `

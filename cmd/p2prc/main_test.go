@@ -34,6 +34,8 @@ func TestTranslateSeed(t *testing.T) {
 		{[]string{"--connect-reverse-proxy=r:1", "--expose", "tcp:22"}, []string{"node", "--relay", "r:1", "--expose", "tcp:22"}},
 		{[]string{"--view-rpm", "--json"}, []string{"mappings", "--json"}},
 		{[]string{"--view-reverse-proxy-mapping"}, []string{"mappings"}},
+		{[]string{"--view-rps", "--json"}, []string{"relays", "--json"}},
+		{[]string{"--view-reverse-proxy-servers", "--state", "d"}, []string{"relays", "--state", "d"}},
 	}
 	for _, tt := range tests {
 		got, ok := translateSeed(tt.in)

@@ -2,20 +2,28 @@ package main
 
 import (
 	"context"
-	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/p2prc/p2prc/cmd/p2prc/internal/listing"
 	"github.com/p2prc/p2prc/registry"
+	"github.com/p2prc/p2prc/registry/secret"
+	"github.com/p2prc/p2prc/tunnel"
 )
 
 func runMappings(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("mappings", "mappings [--state DIR] [--json]", stderr)
+	fs := newFlags("mappings", "mappings [--state DIR] [--json] [--relay HOST:PORT]", stderr)
 	state := stateFlag(fs)
 	asJSON := fs.Bool("json", false, "print the mapping file's JSON instead of a table")
+	relay := fs.String("relay", "", "ask this live relay for the mappings it holds for this node (the identity in --state), instead of reading the file")
+	timeout := fs.Duration("timeout", 10*time.Second, "with --relay: how long the relay has to answer")
+	var tok tokenFlags
+	tok.add(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -23,19 +31,48 @@ func runMappings(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err != nil {
 		return err
 	}
-	maps, err := registry.OpenMappings(filepath.Join(dir, registry.MappingFileName))
+	var list []registry.Mapping
+	if *relay != "" {
+		list, err = askRelay(ctx, dir, *relay, &tok, *timeout)
+	} else {
+		var maps *registry.Mappings
+		maps, err = registry.OpenMappings(filepath.Join(dir, registry.MappingFileName))
+		if maps != nil {
+			list = maps.List()
+		}
+	}
 	if err != nil {
 		return err
 	}
-	list := maps.List()
 	if *asJSON {
-		b, err := json.MarshalIndent(registry.MappingFile{Mappings: list}, "", "  ")
-		if err != nil {
-			return err
-		}
-		_, err = fmt.Fprintf(stdout, "%s\n", b)
-		return err
+		return printJSON(stdout, registry.MappingFile{Mappings: list})
 	}
 	listing.Mappings(stdout, list, time.Now())
 	return nil
+}
+
+// askRelay lists the mappings relay holds for the node whose identity is in
+// dir, in a query session that leaves a running node undisturbed.
+func askRelay(ctx context.Context, dir, relay string, tok *tokenFlags, timeout time.Duration) ([]registry.Mapping, error) {
+	token, ok, err := tok.load()
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, fmt.Errorf("--relay needs the relay's token: pass --token-file FILE or set %s", tokenEnv)
+	}
+	keyPath := filepath.Join(dir, secret.KeyFileName)
+	if _, err := os.Stat(keyPath); errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("no node identity in %s: give the --state of the node whose mappings you want", dir)
+	}
+	key, _, err := secret.LoadOrCreateKey(keyPath)
+	if err != nil {
+		return nil, err
+	}
+	name, _ := os.Hostname()
+	n, err := tunnel.NewQueryNode(tunnel.NodeConfig{Name: name, Token: token, Key: key, DialTimeout: timeout, HandshakeTimeout: timeout})
+	if err != nil {
+		return nil, err
+	}
+	return n.ListMappings(ctx, relay)
 }

@@ -15,8 +15,8 @@ import (
 )
 
 func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("node", "node --relay HOST:PORT --expose SPEC [--expose SPEC ...] [flags]", stderr)
-	relay := fs.String("relay", "", "the relay's address, HOST:PORT")
+	fs := newFlags("node", "node --relay HOST:PORT|auto --expose SPEC [--expose SPEC ...] [flags]", stderr)
+	relay := fs.String("relay", "", "the relay's address, HOST:PORT, or auto: the fastest relay in reverse_proxy_server.json that answers")
 	exposes := fs.StringArray("expose", nil, "a local service to offer: tcp|udp:[HOST:]PORT[=REMOTE_PORT]; repeat for more")
 	name := fs.String("name", "", "this node's name in the relay's listings (default: the host name)")
 	once := fs.Bool("once", false, "exit when the session ends instead of reconnecting")
@@ -25,6 +25,7 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	var tok tokenFlags
 	tok.add(fs)
 	state := stateFlag(fs)
+	ipTable := ipTableFlag(fs)
 	var lf logFlags
 	lf.add(fs)
 	var mf metricsFlags
@@ -72,6 +73,10 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
+	relays, table, err := openRelaysAndTable(dir, *ipTable)
+	if err != nil {
+		return err
+	}
 	if *name == "" {
 		*name, _ = os.Hostname()
 	}
@@ -82,6 +87,8 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		Token:    token,
 		Key:      key,
 		Mappings: maps,
+		Relays:   relays,
+		IPTable:  table,
 		Once:     *once,
 		Logger:   log,
 		Observer: mf.observer(),

@@ -159,7 +159,9 @@ func freePort(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-// freeRange finds n consecutive ports free on 127.0.0.1.
+// freeRange finds n consecutive ports free on 127.0.0.1, below Linux's
+// ephemeral range (32768-60999): there, a busy machine's TIME-WAIT
+// connections keep most ports from being bound.
 func freeRange(t *testing.T, n int) (lo int) {
 	t.Helper()
 	for base := 15000; base+n <= 20000; base += n { // below the ephemeral range; tunnel tests use 20000-32000

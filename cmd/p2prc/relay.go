@@ -35,6 +35,7 @@ func runRelay(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	var tok tokenFlags
 	tok.add(fs)
 	state := stateFlag(fs)
+	ipTable := ipTableFlag(fs)
 	var lf logFlags
 	lf.add(fs)
 	var mf metricsFlags
@@ -74,6 +75,10 @@ func runRelay(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
+	relays, table, err := openRelaysAndTable(dir, *ipTable)
+	if err != nil {
+		return err
+	}
 	if *name == "" {
 		*name, _ = os.Hostname()
 	}
@@ -88,6 +93,8 @@ func runRelay(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		Ports:      rng,
 		BindHost:   *bindHost,
 		Mappings:   maps,
+		Relays:     relays,
+		IPTable:    table,
 		Lease:      *lease,
 		Logger:     log,
 		Observer:   mf.observer(),

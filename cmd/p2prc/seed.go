@@ -11,6 +11,7 @@ const defaultSeedExpose = "tcp:8088"
 //	p2prc -s --reverse-proxy                   → p2prc relay
 //	p2prc -s --connect-reverse-proxy HOST:PORT → p2prc node --relay HOST:PORT [--expose tcp:8088]
 //	p2prc --view-rpm | --view-reverse-proxy-mapping → p2prc mappings
+//	p2prc --view-rps | --view-reverse-proxy-servers → p2prc relays
 //
 // Other flags are passed on. ok is false when args use none of these.
 func translateSeed(args []string) (out []string, ok bool) {
@@ -31,6 +32,8 @@ func translateSeed(args []string) (out []string, ok bool) {
 			cmd, relay = "node", strings.TrimPrefix(a, "--connect-reverse-proxy=")
 		case a == "--view-rpm" || a == "--view-reverse-proxy-mapping":
 			cmd = "mappings"
+		case a == "--view-rps" || a == "--view-reverse-proxy-servers":
+			cmd = "relays"
 		default:
 			if a == "--expose" || strings.HasPrefix(a, "--expose=") {
 				hasExpose = true

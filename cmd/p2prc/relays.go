@@ -1,0 +1,129 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/p2prc/p2prc/cmd/p2prc/internal/listing"
+	"github.com/p2prc/p2prc/registry"
+	"github.com/p2prc/p2prc/tunnel"
+)
+
+// runRelays lists the relay registry, or adds or probes relays.
+func runRelays(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 {
+		switch args[0] {
+		case "add":
+			return runRelaysAdd(ctx, args[1:], stdout, stderr)
+		case "probe":
+			return runRelaysProbe(ctx, args[1:], stdout, stderr)
+		}
+	}
+	fs := newFlags("relays", "relays [--state DIR] [--json] | relays add HOST:PORT | relays probe", stderr)
+	state := stateFlag(fs)
+	asJSON := fs.Bool("json", false, "print reverse_proxy_server.json's JSON instead of a table")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	relays, err := openRelaysIn(*state)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return printJSON(stdout, registry.ServerFile{Servers: relays.List()})
+	}
+	listing.Relays(stdout, relays.List(), time.Now())
+	return nil
+}
+
+func openRelaysIn(state string) (*registry.Servers, error) {
+	dir, err := stateDir(state)
+	if err != nil {
+		return nil, err
+	}
+	return openRelays(dir)
+}
+
+// prober is a node that only measures relays, recording in relays.
+func prober(relays *registry.Servers, tok *tokenFlags, timeout time.Duration) (*tunnel.Node, error) {
+	token, _, err := tok.load()
+	if err != nil {
+		return nil, err
+	}
+	name, _ := os.Hostname()
+	return tunnel.NewQueryNode(tunnel.NodeConfig{
+		Name: name, Token: token, Relays: relays,
+		DialTimeout: timeout, HandshakeTimeout: timeout,
+	})
+}
+
+func runRelaysAdd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("relays add", "relays add HOST:PORT [flags]", stderr)
+	state := stateFlag(fs)
+	timeout := fs.Duration("timeout", 5*time.Second, "how long the relay has to answer the first measurement")
+	var tok tokenFlags
+	tok.add(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		fs.Usage()
+		return errors.New("relays add takes one relay address, HOST:PORT")
+	}
+	addr := fs.Arg(0)
+	relays, err := openRelaysIn(*state)
+	if err != nil {
+		return err
+	}
+	if err := relays.Upsert(registry.Server{Address: addr}); err != nil {
+		return fmt.Errorf("relays add %s: %w", addr, err)
+	}
+	p, err := prober(relays, &tok, *timeout)
+	if err != nil {
+		return err
+	}
+	res := p.Probe(ctx, addr)
+	if res.Err != nil {
+		fmt.Fprintf(stdout, "added %s; it did not answer now (%v): measure it later with 'p2prc relays probe'\n", addr, res.Err)
+		return nil
+	}
+	fmt.Fprintf(stdout, "added %s (%s), latency %.1f ms\n", addr, res.Name, float64(res.Latency)/float64(time.Millisecond))
+	return nil
+}
+
+func runRelaysProbe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("relays probe", "relays probe [flags]", stderr)
+	state := stateFlag(fs)
+	timeout := fs.Duration("timeout", 5*time.Second, "how long each relay has to answer")
+	var tok tokenFlags
+	tok.add(fs)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	relays, err := openRelaysIn(*state)
+	if err != nil {
+		return err
+	}
+	if len(relays.List()) == 0 {
+		return errors.New("no relays known; add one with: p2prc relays add HOST:PORT")
+	}
+	p, err := prober(relays, &tok, *timeout)
+	if err != nil {
+		return err
+	}
+	results, err := p.ProbeAll(ctx)
+	if err != nil {
+		return err
+	}
+	listing.Probes(stdout, results)
+	for _, r := range results {
+		if r.Err == nil {
+			return nil
+		}
+	}
+	return fmt.Errorf("none of the %d known relays answered", len(results))
+}
