@@ -16,6 +16,11 @@ const DefaultHandshakeTimeout = 10 * time.Second
 // maxNameLen caps a node's or relay's self-chosen name.
 const maxNameLen = 64
 
+// HandshakeMaxFrame caps the frames a relay reads before a node is trusted:
+// handshake messages are a few hundred bytes, so a stranger cannot make the
+// relay allocate more than this.
+const HandshakeMaxFrame = 4 << 10
+
 // Sentinel errors of the handshake.
 var (
 	// ErrAuthFailed: the node's token MAC or identity signature was wrong.
@@ -100,6 +105,7 @@ func (c *Conn) RelayHandshake(a RelayAuth, timeout time.Duration) (Peer, error) 
 	}
 	c.SetDeadline(time.Now().Add(timeout))
 	defer c.SetDeadline(time.Time{})
+	defer c.capFrames(HandshakeMaxFrame)()
 
 	h, err := expect[*Hello](c)
 	if err != nil {

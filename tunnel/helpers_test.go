@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/tls"
 	"errors"
 	"io"
 	"log/slog"
@@ -171,6 +172,8 @@ type relayOpts struct {
 	Lease    time.Duration
 	Addr     string // control address to listen on
 	MapsPath string // the mapping file
+	TLS      *tls.Config
+	Limits   Limits
 }
 
 type testRelay struct {
@@ -179,6 +182,7 @@ type testRelay struct {
 	MapsPath string
 	Ports    portalloc.Range
 	Logs     *logBuffer
+	Relay    *Relay
 	stop     func()
 }
 
@@ -212,6 +216,8 @@ func startRelay(t *testing.T, o relayOpts) *testRelay {
 		HandshakeTimeout: 2 * time.Second,
 		PeerTimeout:      3 * time.Second,
 		Logger:           log,
+		TLS:              o.TLS,
+		Limits:           o.Limits,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -238,7 +244,7 @@ func startRelay(t *testing.T, o relayOpts) *testRelay {
 		})
 	}
 	t.Cleanup(stop)
-	return &testRelay{Addr: ln.Addr().String(), Maps: maps, MapsPath: o.MapsPath, Ports: o.Ports, Logs: logs, stop: stop}
+	return &testRelay{Addr: ln.Addr().String(), Maps: maps, MapsPath: o.MapsPath, Ports: o.Ports, Logs: logs, Relay: r, stop: stop}
 }
 
 type testNode struct {

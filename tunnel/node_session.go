@@ -40,13 +40,11 @@ type nodeSession struct {
 // runSession connects, authenticates, asks for every expose and serves
 // visitors until the session ends; it returns why.
 func (n *Node) runSession(ctx context.Context) error {
-	d := net.Dialer{Timeout: n.cfg.DialTimeout}
-	conn, err := d.DialContext(ctx, "tcp", n.cfg.Relay)
+	conn, err := dialRelay(ctx, n.cfg.Relay, n.cfg.TLS, n.cfg.DialTimeout, n.cfg.HandshakeTimeout)
 	if err != nil {
 		return err
 	}
-	tuneTCP(conn)
-	ym, err := mux.Client(conn, n.cfg.Session)
+	ym, err := mux.Client(conn.Conn, n.cfg.Session)
 	if err != nil {
 		conn.Close()
 		return err
@@ -63,6 +61,9 @@ func (n *Node) runSession(ctx context.Context) error {
 	if err != nil {
 		ym.Close()
 		return err
+	}
+	if n.cfg.TLS != nil {
+		conn.trusted(n.cfg.TLS.Pins, n.log)
 	}
 	s := &nodeSession{
 		n: n, ym: ym, ctrl: ctrl, welcome: w,
@@ -86,10 +87,16 @@ func (s *nodeSession) run(ctx context.Context) error {
 	s.tasks.spawn(s.acceptStreams)
 	s.tasks.spawn(s.ping)
 
-	err := s.exposeAll()
-	if err == nil {
-		s.ready()
-		err = <-ended
+	err := s.releaseAll()
+	switch {
+	case err != nil:
+	case len(s.n.cfg.Exposes) == 0:
+		s.close(mux.CodeShutdown, "the node released its ports and is done")
+	default:
+		if err = s.exposeAll(); err == nil {
+			s.ready()
+			err = <-ended
+		}
 	}
 	s.close(mux.CodeShutdown, "")
 	s.tasks.closeAndWait()
@@ -228,6 +235,8 @@ func (s *nodeSession) readControl() error {
 		}
 		switch m := m.(type) {
 		case *mux.Grant:
+			s.deliver(m.ID, m)
+		case *mux.Release:
 			s.deliver(m.ID, m)
 		case *mux.Error:
 			if m.ID != 0 && s.deliver(m.ID, m) {
