@@ -67,7 +67,7 @@ func (c *Conn) NodeHandshake(a NodeAuth, timeout time.Duration) (*Welcome, error
 	identity := a.Key.Public().(ed25519.PublicKey)
 	nodeNonce := newNonce()
 	if err := c.Send(&Hello{Version: Version, Name: a.Name, Identity: identity, Nonce: nodeNonce}); err != nil {
-		return nil, err
+		return nil, c.refusalOr(err)
 	}
 	ch, err := expect[*Challenge](c)
 	if err != nil {
@@ -84,7 +84,7 @@ func (c *Conn) NodeHandshake(a NodeAuth, timeout time.Duration) (*Welcome, error
 		Signature: ed25519.Sign(a.Key, identityTranscript(ch.Nonce, nodeNonce)),
 	})
 	if err != nil {
-		return nil, err
+		return nil, c.refusalOr(err)
 	}
 	w, err := expect[*Welcome](c)
 	if err != nil {
@@ -166,6 +166,25 @@ func expect[T Message](c *Conn) (T, error) {
 	}
 	return zero, fmt.Errorf("%w: got %v", ErrUnexpected, m.Type())
 }
+
+// refusalOr returns the refusal the relay sent before it hung up, if one
+// is waiting to be read, and err otherwise. A relay answers and closes so
+// fast that yamux may report our own write as failed ("session shutdown")
+// although it arrived, and the answer says why: a refusal retrying cannot
+// fix must not look like a network failure.
+func (c *Conn) refusalOr(err error) error {
+	c.SetReadDeadline(time.Now().Add(refusalWait))
+	if m, rerr := c.Recv(); rerr == nil {
+		if e, ok := m.(*Error); ok {
+			return e
+		}
+	}
+	return err
+}
+
+// refusalWait bounds the wait for a refusal after a failed write; when the
+// session has ended, buffered data is returned at once.
+const refusalWait = 200 * time.Millisecond
 
 // refuse tells the peer why the handshake failed and returns that as an error.
 func (c *Conn) refuse(code ErrorCode, text string) error {

@@ -185,7 +185,7 @@ func (a *admission) admit(key netip.Prefix, now time.Time) *ticket {
 		t.refusal = &mux.Error{Code: mux.CodeBusy, Text: fmt.Sprintf(
 			"this relay already has %d connections from your address, its limit (--max-sessions-per-address); try again later or ask its operator to raise the limit",
 			a.limits.SessionsPerAddress)}
-	case a.failLevel(s, now) >= float64(a.limits.AuthFailuresPerMinute):
+	case a.failLevel(s, now) > float64(a.limits.AuthFailuresPerMinute-1): // room for one more failure?
 		t.limit = limitAuthFailures
 		t.refusal = &mux.Error{Code: mux.CodeBusy, Text: fmt.Sprintf(
 			"too many failed authentications from your address (limit %d a minute, --max-auth-failures); check the node's token, then try again in a minute",
@@ -244,6 +244,9 @@ func (a *admission) authFailed(key netip.Prefix, now time.Time) {
 	defer a.mu.Unlock()
 	s := a.sources[key]
 	if s == nil {
+		if a.sources == nil {
+			a.sources = make(map[netip.Prefix]*source)
+		}
 		if len(a.sources) >= maxTrackedSources {
 			a.sweep(now)
 			if len(a.sources) >= maxTrackedSources {
