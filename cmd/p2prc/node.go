@@ -24,6 +24,9 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	maxBackoff := fs.Duration("max-backoff", 30*time.Second, "the longest wait between reconnect attempts (they start at 1s and double)")
 	var tok tokenFlags
 	tok.add(fs)
+	var tf nodeTLSFlags
+	tf.add(fs)
+	releases := fs.StringArray("release", nil, "give up this node's mapping of a public port, tcp:PORT or udp:PORT, then exit (or go on with --expose); repeat for more")
 	state := stateFlag(fs)
 	var lf logFlags
 	lf.add(fs)
@@ -37,8 +40,16 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if *relay == "" {
 		return errors.New("--relay HOST:PORT is required")
 	}
-	if len(*exposes) == 0 {
+	if len(*exposes) == 0 && len(*releases) == 0 {
 		return errors.New("nothing to expose: add --expose tcp:PORT (or udp:PORT)")
+	}
+	var release []tunnel.PublicPort
+	for _, s := range *releases {
+		p, err := tunnel.ParsePublicPort(s)
+		if err != nil {
+			return err
+		}
+		release = append(release, p)
 	}
 	var list []tunnel.Expose
 	for _, s := range *exposes {
@@ -66,6 +77,10 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if created {
 		log.Info("created this node's identity key", "file", filepath.Join(dir, secret.KeyFileName))
 	}
+	nodeTLS, err := tf.load(dir)
+	if err != nil {
+		return err
+	}
 	maps, err := registry.OpenMappings(filepath.Join(dir, registry.MappingFileName))
 	if err != nil {
 		return err
@@ -82,6 +97,8 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		Mappings: maps,
 		Once:     *once,
 		Logger:   log,
+		TLS:      nodeTLS,
+		Release:  release,
 
 		PeerTimeout: *peerTimeout,
 		MaxBackoff:  *maxBackoff,
