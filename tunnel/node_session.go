@@ -149,27 +149,11 @@ func (s *nodeSession) retryExpose(e Expose) {
 
 // expose asks the relay for one port and records the grant.
 func (s *nodeSession) expose(e Expose) error {
-	reply := make(chan mux.Message, 1)
-	s.mu.Lock()
-	s.nextID++
-	id := s.nextID
-	s.pending[id] = reply
-	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		delete(s.pending, id)
-		s.mu.Unlock()
-	}()
-	if err := s.ctrl.Send(&mux.Expose{ID: id, Network: e.Network, Local: e.Local, WantedPort: e.RemotePort}); err != nil {
+	m, err := s.request(func(id uint32) mux.Message {
+		return &mux.Expose{ID: id, Network: e.Network, Local: e.Local, WantedPort: e.RemotePort}
+	})
+	if err != nil {
 		return err
-	}
-	var m mux.Message
-	select {
-	case m = <-reply:
-	case <-s.done:
-		return errors.New("session ended while waiting for a grant")
-	case <-time.After(s.n.cfg.PeerTimeout):
-		return errors.New("the relay did not answer an expose request in time")
 	}
 	switch m := m.(type) {
 	case *mux.Error:

@@ -226,12 +226,11 @@ func (r *Relay) serveConn(ctx context.Context, c net.Conn) {
 		r.logEarlyEnd(ctx, remote, err)
 		return
 	}
-	ctrl := mux.NewConn(st, r.cfg.Limits.MaxFrameSize)
 	if refusal == nil {
 		refusal = t.refusal
 	}
 	if refusal != nil {
-		r.refuseConn(ctrl, refusal, deadline)
+		r.refuseConn(mux.NewConn(st, mux.HandshakeMaxFrame), refusal, deadline)
 		ym.Close()
 		if t.limit != "" {
 			r.refusals.note(r.log, t.limit, r.limitValue(t.limit), "remote", remote)
@@ -240,6 +239,7 @@ func (r *Relay) serveConn(ctx context.Context, c net.Conn) {
 		}
 		return
 	}
+	ctrl := mux.NewConn(st, r.cfg.Limits.MaxFrameSize)
 	peer, err := ctrl.RelayHandshake(mux.RelayAuth{
 		Name: r.cfg.Name, PublicHost: r.cfg.PublicHost, Token: r.cfg.Token,
 	}, time.Until(deadline))

@@ -15,12 +15,13 @@ import (
 )
 
 // BenchmarkTCPOneStream moves bytes one way over one TCP connection to a
-// sink, directly and through a relay and node on loopback, in the same run:
-// compare the two MB/s figures.
+// sink, directly and through a relay and node on loopback (plaintext and
+// TLS), in the same run: compare the MB/s figures.
 func BenchmarkTCPOneStream(b *testing.B) {
 	sink := benchSink(b)
 	b.Run("direct", func(b *testing.B) { benchStream(b, sink) })
-	b.Run("relay", func(b *testing.B) { benchStream(b, benchTunnel(b, sink)) })
+	b.Run("relay", func(b *testing.B) { benchStream(b, benchTunnel(b, sink, false)) })
+	b.Run("relay-tls", func(b *testing.B) { benchStream(b, benchTunnel(b, sink, true)) })
 }
 
 func benchStream(b *testing.B, addr string) {
@@ -66,9 +67,9 @@ func benchSink(b *testing.B) string {
 	return ln.Addr().String()
 }
 
-// benchTunnel starts a relay and a node exposing target; it returns the
-// public address.
-func benchTunnel(b *testing.B, target string) string {
+// benchTunnel starts a relay and a node exposing target, with TLS on the
+// control connection if secure; it returns the public address.
+func benchTunnel(b *testing.B, target string, secure bool) string {
 	dir := b.TempDir()
 	maps, err := registry.OpenMappings(filepath.Join(dir, registry.MappingFileName))
 	if err != nil {
@@ -76,7 +77,8 @@ func benchTunnel(b *testing.B, target string) string {
 	}
 	rng, _ := portalloc.ParseRange("47000-47999", false)
 	token := []byte("bench")
-	relay, err := NewRelay(RelayConfig{Name: "r", PublicHost: "127.0.0.1", BindHost: "127.0.0.1", Token: token, Ports: rng, Mappings: maps})
+	serverTLS, nodeTLS := benchTLS(b, dir, secure)
+	relay, err := NewRelay(RelayConfig{Name: "r", PublicHost: "127.0.0.1", BindHost: "127.0.0.1", Token: token, Ports: rng, Mappings: maps, TLS: serverTLS})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -89,7 +91,7 @@ func benchTunnel(b *testing.B, target string) string {
 	go func() { defer close(relayDone); relay.Serve(ctx, ln) }()
 	_, key, _ := ed25519.GenerateKey(rand.Reader)
 	ready := make(chan Connected, 1)
-	node, err := NewNode(NodeConfig{Relay: ln.Addr().String(), Token: token, Key: key,
+	node, err := NewNode(NodeConfig{Relay: ln.Addr().String(), Token: token, Key: key, TLS: nodeTLS,
 		Exposes: []Expose{{Network: "tcp", Local: target}},
 		OnReady: func(c Connected) { ready <- c }})
 	if err != nil {
