@@ -45,9 +45,9 @@ type relayConn struct {
 	trust   *mux.Trust  // nil for plaintext
 }
 
-// dialRelay connects to the relay at addr within dialTimeout and, unless t
-// is nil (plaintext), runs the TLS handshake within handshakeTimeout. The
-// node, `p2prc relays probe` and `--relay auto` all connect through it.
+// dialRelay connects to the relay at addr within dialTimeout and secures
+// the connection (see secureRelayConn). The node, `p2prc relays probe` and
+// `--relay auto` all connect through it.
 func dialRelay(ctx context.Context, addr string, t *NodeTLS, dialTimeout, handshakeTimeout time.Duration) (*relayConn, error) {
 	d := net.Dialer{Timeout: dialTimeout}
 	c, err := d.DialContext(ctx, "tcp", addr)
@@ -55,6 +55,13 @@ func dialRelay(ctx context.Context, addr string, t *NodeTLS, dialTimeout, handsh
 		return nil, err
 	}
 	tuneTCP(c)
+	return secureRelayConn(ctx, c, addr, t, handshakeTimeout)
+}
+
+// secureRelayConn runs, unless t is nil (plaintext), the TLS handshake on
+// c, a fresh connection to the relay at addr, within handshakeTimeout and
+// before anything else is said. On failure c is closed.
+func secureRelayConn(ctx context.Context, c net.Conn, addr string, t *NodeTLS, handshakeTimeout time.Duration) (*relayConn, error) {
 	if t == nil {
 		return &relayConn{Conn: c}, nil
 	}

@@ -44,7 +44,7 @@ func (r *Relay) secure(ctx context.Context, c net.Conn) (net.Conn, *mux.Error, e
 	case first != firstByteTLS && first != firstByteYamux:
 		return nil, nil, fmt.Errorf("%w: its first byte is 0x%02x", errNotANode, first)
 	case r.cfg.TLS == nil && first == firstByteTLS:
-		io.WriteString(c, plaintextNotice)
+		tellTLSNode(c)
 		return nil, nil, errNodeTriedTLS
 	case r.cfg.TLS == nil:
 		return pc, nil, nil
@@ -56,6 +56,18 @@ func (r *Relay) secure(ctx context.Context, c net.Conn) (net.Conn, *mux.Error, e
 		return nil, nil, fmt.Errorf("TLS handshake: %w", err)
 	}
 	return tc, nil, nil
+}
+
+// tellTLSNode answers a TLS ClientHello with plaintextNotice. It then reads
+// what the node sent until the node hangs up (within the caller's deadline):
+// closing with its ClientHello unread would reset the connection, and the
+// node could lose the notice.
+func tellTLSNode(c net.Conn) {
+	io.WriteString(c, plaintextNotice)
+	if tc, ok := c.(*net.TCPConn); ok {
+		tc.CloseWrite()
+	}
+	io.Copy(io.Discard, io.LimitReader(c, 64<<10))
 }
 
 // peekFirstByte returns the first byte c will read, and the connection to
