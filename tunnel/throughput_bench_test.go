@@ -33,6 +33,7 @@ func benchStream(b *testing.B, addr string) {
 	buf := make([]byte, 128<<10)
 	b.SetBytes(int64(len(buf)))
 	b.ResetTimer()
+	stop := cpuMeter(b)
 	for range b.N {
 		if _, err := c.Write(buf); err != nil {
 			b.Fatal(err)
@@ -41,6 +42,7 @@ func benchStream(b *testing.B, addr string) {
 	// Wait for the sink to have everything: it echoes one byte at EOF.
 	c.(*net.TCPConn).CloseWrite()
 	io.ReadFull(c, buf[:1])
+	stop()
 }
 
 // benchSink accepts connections, discards what they send, and answers one
