@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -150,10 +151,13 @@ func freePort(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-// freeRange finds n consecutive ports free on 127.0.0.1.
+// freeRange finds n consecutive ports free on 127.0.0.1, below Linux's
+// ephemeral range (32768-60999): there, the TIME-WAIT sockets of a busy
+// machine's outgoing connections hold ports that cannot be bound.
 func freeRange(t *testing.T, n int) (lo int) {
 	t.Helper()
-	for base := 43000; base < 60000; base += n {
+	for range 200 {
+		base := 20000 + rand.IntN(12000-n)
 		ok := true
 		for p := base; p < base+n && ok; p++ {
 			ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
