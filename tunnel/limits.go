@@ -339,6 +339,6 @@ func (rs *refusals) snapshot() map[string]uint64 {
 }
 
 // Refusals returns how many times each limit has refused something since
-// the relay started, by limit name (the flag's name without dashes, e.g.
+// the relay started, by limit name (the flag's name without its leading dashes, e.g.
 // "max-sessions-per-address"). For metrics.
 func (r *Relay) Refusals() map[string]uint64 { return r.refusals.snapshot() }

@@ -152,6 +152,30 @@ func TestPendingHandshakesLimitAndTimeout(t *testing.T) {
 	assertEcho(t, portFor(t, ms, echo))
 }
 
+// A relay that shuts down does not wait for silent connections' handshake
+// deadline.
+func TestShutdownCutsSilentConnectionsShort(t *testing.T) {
+	leakCheck(t)
+	cfg, _ := selfSigned(t)
+	r := startRelay(t, relayOpts{TLS: cfg})
+	c, err := net.Dial("tcp", r.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	eventually(2*time.Second, func() bool {
+		r.Relay.admission.mu.Lock()
+		defer r.Relay.admission.mu.Unlock()
+		return r.Relay.admission.pending == 1
+	})
+	start := time.Now()
+	r.Stop()
+	if took := time.Since(start); took >= time.Second { // the harness's handshake timeout is 2 s
+		t.Fatalf("Serve took %v to return with a silent connection open", took)
+	}
+	expectClosed(t, c, time.Second)
+}
+
 // Garbage, a plaintext HTTP request, a silent TLS client and an oversized
 // handshake frame are each closed; a connected node is not disturbed.
 func TestBadConnectionsDoNotDisturbOthers(t *testing.T) {

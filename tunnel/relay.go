@@ -206,13 +206,16 @@ func (r *Relay) serveConn(ctx context.Context, c net.Conn) {
 	hctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
 
+	stopRaw := context.AfterFunc(ctx, func() { c.Close() }) // a shutdown cuts the first byte's wait short
 	conn, refusal, err := r.secure(hctx, c)
 	if err != nil {
+		stopRaw()
 		c.Close()
 		r.logEarlyEnd(ctx, remote, err)
 		return
 	}
 	ym, err := mux.Server(conn, r.cfg.Session)
+	stopRaw()
 	if err != nil {
 		conn.Close()
 		r.log.Error("starting session", "remote", remote, "err", err)
