@@ -1,10 +1,15 @@
 package tunnel
 
 import (
+	"errors"
+	"io"
+	"net"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/yamux"
 
 	"github.com/p2prc/p2prc/mux"
 	"github.com/p2prc/p2prc/registry"
@@ -148,6 +153,63 @@ func TestParsePublicPort(t *testing.T) {
 	for _, in := range []string{"", "tcp", "tcp:", "tcp:0", "tcp:65536", "sctp:1", "30022", "tcp:+1"} {
 		if _, err := ParsePublicPort(in); err == nil || !strings.Contains(err.Error(), "--release") {
 			t.Errorf("ParsePublicPort(%q): err %v; want one naming --release", in, err)
+		}
+	}
+}
+
+// A relay cannot make a node hold more than maxNodeStreams visitor streams:
+// beyond them, a stream is closed at once.
+func TestNodeCapsStreamsFromRelay(t *testing.T) {
+	leakCheck(t)
+	defer func(old int64) { maxNodeStreams = old }(maxNodeStreams)
+	maxNodeStreams = 2
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	echo := startEcho(t)
+	n := runNode(t, NodeConfig{Relay: ln.Addr().String(), Exposes: []Expose{tcpExpose(echo)}, Token: testToken,
+		HandshakeTimeout: 2 * time.Second, PeerTimeout: 3 * time.Second, Once: true})
+
+	// A hand-driven relay: handshake, grant, then streams that never send a header.
+	c, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ym, err := mux.Server(c, mux.SessionConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ym.Close()
+	st, err := ym.AcceptStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctrl := mux.NewConn(st, 0)
+	if _, err := ctrl.RelayHandshake(mux.RelayAuth{Name: "fake", PublicHost: "127.0.0.1", Token: testToken}, 2*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	m := recvReply(t, ctrl).(*mux.Expose)
+	ctrl.Send(&mux.Grant{ID: m.ID, Network: "tcp", Port: 30000, PublicHost: "127.0.0.1", Relay: "fake"})
+	n.nextReady(t, 5*time.Second)
+	var streams []*yamux.Stream
+	for range 3 {
+		s, err := ym.OpenStream()
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Write([]byte{1}) // half a header: the node waits for the rest
+		streams = append(streams, s)
+	}
+	streams[2].SetReadDeadline(time.Now().Add(time.Second)) // well before the 2 s header deadline
+	if _, err := streams[2].Read(make([]byte, 1)); err != io.EOF {
+		t.Fatalf("third stream: %v; want it closed at once", err)
+	}
+	for _, s := range streams[:2] {
+		s.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+		if _, err := s.Read(make([]byte, 1)); !errors.Is(err, yamux.ErrTimeout) {
+			t.Fatalf("a stream within the cap: %v; want it still waiting for its header", err)
 		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/yamux"
@@ -272,17 +273,28 @@ func (s *nodeSession) ping() {
 
 // acceptStreams serves each visitor stream the relay opens.
 func (s *nodeSession) acceptStreams() {
+	var inflight atomic.Int64
 	for {
 		st, err := s.ym.AcceptStream()
 		if err != nil {
 			return
 		}
-		if !s.tasks.spawn(func() { s.serveStream(st) }) {
+		if inflight.Load() >= maxNodeStreams {
+			st.Close() // the relay sees no status and turns the visitor away
+			continue
+		}
+		inflight.Add(1)
+		if !s.tasks.spawn(func() { defer inflight.Add(-1); s.serveStream(st) }) {
 			st.Close()
 			return
 		}
 	}
 }
+
+// maxNodeStreams caps the visitor streams a node serves at once, so a relay
+// cannot make a node hold without bound. Twice the relay's default
+// --max-streams-per-session: the relay's own limit is the one that governs.
+var maxNodeStreams int64 = 2 * 2048 // a var for tests
 
 // serveStream reads a visitor stream's header, dials the local service and
 // joins the two.
