@@ -1,6 +1,7 @@
 // Package secret keeps the secrets in a state dir: the token a relay and its
-// nodes share, and a node's identity key. Files are written once, atomically,
-// with mode 0600, and never logged.
+// nodes share, a node's identity key, and a relay's TLS certificate with its
+// key. Files are written once, atomically, with mode 0600, and never logged;
+// errors name a file, never its content.
 package secret
 
 import (
