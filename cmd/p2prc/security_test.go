@@ -94,9 +94,7 @@ func TestInsecurePlaintextBothSidesOrNeither(t *testing.T) {
 	both := start(t, nil, "node", "--relay", paddr, "--expose", "tcp:"+svc, "--token-file", ptoken,
 		"--insecure-plaintext", "--state", t.TempDir())
 	both.stdout.waitFor(t, exposedLine, 20*time.Second)
-	if !strings.Contains(both.stderr.String(), "not encrypted") {
-		t.Error("a plaintext node did not warn")
-	}
+	both.stderr.waitFor(t, regexp.MustCompile("not encrypted"), 5*time.Second) // a plaintext node warns
 }
 
 // The generated token appears in nothing we print or write, except its own
@@ -123,6 +121,12 @@ func TestTokenAppearsNowhere(t *testing.T) {
 	wrong := start(t, nil, "node", "--relay", addr, "--expose", "tcp:"+svc, "--token-file", wrongFile, "--state", wrongDir)
 	checkFatal(t, wrong, "token")
 	help, _, _ := runCmd(t, "relay", "--help")
+	for _, p := range []*proc{n, relay} { // stopped, so that all they print is in
+		p.cmd.Process.Signal(os.Interrupt)
+		if err := p.wait(t, 10*time.Second); err != nil {
+			t.Errorf("%s exited with %v after SIGINT", p.cmd.Args[1], err)
+		}
+	}
 
 	outputs := map[string]string{
 		"relay stderr": relay.stderr.String(), "relay stdout": relay.stdout.String(),
