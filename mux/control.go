@@ -46,6 +46,14 @@ func (c *Conn) Recv() (Message, error) {
 	return ReadFrame(c.c, c.maxFrame)
 }
 
+// capFrames lowers the cap on received frames to n until restore is called.
+// Recv's goroutine calls it, between reads.
+func (c *Conn) capFrames(n int) (restore func()) {
+	old := c.maxFrame
+	c.maxFrame = min(old, n)
+	return func() { c.maxFrame = old }
+}
+
 // SetDeadline bounds both Send and Recv; the zero time clears it.
 func (c *Conn) SetDeadline(t time.Time) error { return c.c.SetDeadline(t) }
 

@@ -33,13 +33,15 @@ const (
 	CodeShutdown ErrorCode = "shutdown"
 	// CodeInternal: the sender failed in a way that is not the peer's fault.
 	CodeInternal ErrorCode = "internal"
+	// CodeTLS: the peers disagree on TLS (a node without TLS, a relay with).
+	CodeTLS ErrorCode = "tls"
 )
 
 // Fatal reports whether retrying cannot help: a node refused with such a
 // code exits rather than reconnecting.
 func (c ErrorCode) Fatal() bool {
 	switch c {
-	case CodeVersion, CodeAuth, CodeBadRequest, CodeOutOfRange, CodeOwned, CodeLimit, CodeReplaced:
+	case CodeVersion, CodeAuth, CodeBadRequest, CodeOutOfRange, CodeOwned, CodeLimit, CodeReplaced, CodeTLS:
 		return true
 	}
 	return false

@@ -16,6 +16,11 @@ const DefaultHandshakeTimeout = 10 * time.Second
 // maxNameLen caps a node's or relay's self-chosen name.
 const maxNameLen = 64
 
+// HandshakeMaxFrame caps the frames a relay reads before a node is trusted:
+// handshake messages are a few hundred bytes, so a stranger cannot make the
+// relay allocate more than this.
+const HandshakeMaxFrame = 4 << 10
+
 // Sentinel errors of the handshake.
 var (
 	// ErrAuthFailed: the node's token MAC or identity signature was wrong.
@@ -63,8 +68,8 @@ func (c *Conn) NodeHandshake(a NodeAuth, timeout time.Duration) (*Welcome, error
 
 	identity := a.Key.Public().(ed25519.PublicKey)
 	nodeNonce := newNonce()
-	if err := c.sendOrRefusal(&Hello{Version: Version, Name: a.Name, Identity: identity, Nonce: nodeNonce, Query: a.Query}); err != nil {
-		return nil, err
+	if err := c.Send(&Hello{Version: Version, Name: a.Name, Identity: identity, Nonce: nodeNonce, Query: a.Query}); err != nil {
+		return nil, c.refusalOr(err)
 	}
 	ch, err := expect[*Challenge](c)
 	if err != nil {
@@ -76,12 +81,12 @@ func (c *Conn) NodeHandshake(a NodeAuth, timeout time.Duration) (*Welcome, error
 	if len(ch.Nonce) != nonceSize {
 		return nil, fmt.Errorf("%w: challenge nonce of %d bytes", ErrMalformed, len(ch.Nonce))
 	}
-	err = c.sendOrRefusal(&Auth{
+	err = c.Send(&Auth{
 		MAC:       nodeMAC(a.Token, ch.Nonce, nodeNonce, identity),
 		Signature: ed25519.Sign(a.Key, identityTranscript(ch.Nonce, nodeNonce)),
 	})
 	if err != nil {
-		return nil, err
+		return nil, c.refusalOr(err)
 	}
 	w, err := expect[*Welcome](c)
 	if err != nil {
@@ -102,6 +107,7 @@ func (c *Conn) RelayHandshake(a RelayAuth, timeout time.Duration) (Peer, error) 
 	}
 	c.SetDeadline(time.Now().Add(timeout))
 	defer c.SetDeadline(time.Time{})
+	defer c.capFrames(HandshakeMaxFrame)()
 
 	h, err := expect[*Hello](c)
 	if err != nil {
@@ -163,23 +169,24 @@ func expect[T Message](c *Conn) (T, error) {
 	return zero, fmt.Errorf("%w: got %v", ErrUnexpected, m.Type())
 }
 
-// sendOrRefusal sends m. If that fails because the relay has refused the
-// node and hung up already (yamux may report the shutdown to a writer before
-// the reader has seen the refusal), the refusal, which is then waiting to be
-// read, is returned instead: "authentication failed" rather than "session
-// shutdown".
-func (c *Conn) sendOrRefusal(m Message) error {
-	err := c.Send(m)
-	if err == nil {
-		return nil
-	}
-	if reply, rerr := c.Recv(); rerr == nil {
-		if refused, ok := reply.(*Error); ok {
-			return refused
+// refusalOr returns the refusal the relay sent before it hung up, if one
+// is waiting to be read, and err otherwise. A relay answers and closes so
+// fast that yamux may report our own write as failed ("session shutdown")
+// although it arrived, and the answer says why: a refusal retrying cannot
+// fix must not look like a network failure.
+func (c *Conn) refusalOr(err error) error {
+	c.SetReadDeadline(time.Now().Add(refusalWait))
+	if m, rerr := c.Recv(); rerr == nil {
+		if e, ok := m.(*Error); ok {
+			return e
 		}
 	}
 	return err
 }
+
+// refusalWait bounds the wait for a refusal after a failed write; when the
+// session has ended, buffered data is returned at once.
+const refusalWait = 200 * time.Millisecond
 
 // refuse tells the peer why the handshake failed and returns that as an error.
 func (c *Conn) refuse(code ErrorCode, text string) error {

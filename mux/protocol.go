@@ -72,6 +72,9 @@ const (
 	TypeListMappings Type = 13
 	// TypeMappingList answers TypeListMappings, relay to node. Payload: MappingList.
 	TypeMappingList Type = 14
+	// TypeRelease gives up one of the node's own mappings, node to relay;
+	// the relay confirms with the same message. Payload: Release.
+	TypeRelease Type = 15
 )
 
 func (t Type) String() string {
@@ -104,6 +107,8 @@ func (t Type) String() string {
 		return "list-mappings"
 	case TypeMappingList:
 		return "mapping-list"
+	case TypeRelease:
+		return "release"
 	}
 	return fmt.Sprintf("type(%d)", uint8(t))
 }
@@ -201,6 +206,15 @@ type Close struct {
 	Reason string    `json:"reason"`
 }
 
+// Release asks the relay to drop one of the node's own mappings: its port
+// is closed and freed for anyone. The relay answers with the same message
+// (done) or an Error with the same ID (code owned: another node's port).
+type Release struct {
+	ID      uint32 `json:"id"`      // chosen by the node; echoed in the answer
+	Network string `json:"network"` // "tcp" or "udp"
+	Port    int    `json:"port"`    // the public port
+}
+
 // Reset aborts one visitor stream, named by its yamux stream ID, because the
 // connection at the sender's end failed. The receiver closes its end at once.
 type Reset struct {
@@ -218,6 +232,7 @@ func (*Ping) Type() Type      { return TypePing }
 func (*Pong) Type() Type      { return TypePong }
 func (*Close) Type() Type     { return TypeClose }
 func (*Reset) Type() Type     { return TypeReset }
+func (*Release) Type() Type   { return TypeRelease }
 
 // newMessage returns an empty message of type t, or nil for an unknown type.
 func newMessage(t Type) Message {
@@ -250,6 +265,8 @@ func newMessage(t Type) Message {
 		return new(ListMappings)
 	case TypeMappingList:
 		return new(MappingList)
+	case TypeRelease:
+		return new(Release)
 	}
 	return nil
 }

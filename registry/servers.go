@@ -79,7 +79,9 @@ func (s *Servers) Upsert(sv Server) error {
 // does not know yet and returns how many it added. It never changes a known
 // relay: our measurements and certificate pins stay ours. A peer's Latency
 // and LastSeen describe the peer's path, not ours, so added relays start
-// unmeasured. Entries with an invalid Address are ignored, and so is
+// unmeasured; and a peer's word is no ground to trust a certificate, so they
+// start unpinned (the first connection pins, after the relay proves it
+// holds the token). Entries with an invalid Address are ignored, and so is
 // everything beyond MaxMergedServers known relays.
 func (s *Servers) Merge(in []Server) (added int, err error) {
 	err = s.change(func(next map[string]Server) error {
@@ -90,7 +92,7 @@ func (s *Servers) Merge(in []Server) (added int, err error) {
 			if _, known := next[sv.Address]; known || checkAddress(sv.Address) != nil {
 				continue
 			}
-			next[sv.Address] = Server{Name: sv.Name, Address: sv.Address, Fingerprint: sv.Fingerprint}
+			next[sv.Address] = Server{Name: sv.Name, Address: sv.Address}
 			added++
 		}
 		if added == 0 {

@@ -45,7 +45,7 @@ func (n *Node) connect(ctx context.Context, addr string, query bool) (*relayConn
 	if err != nil {
 		return nil, err
 	}
-	wire := mux.NewWire(conn)
+	wire := mux.NewWire(conn.Conn)
 	ym, err := mux.Client(wire, n.cfg.Session)
 	if err != nil {
 		conn.Close()
@@ -70,6 +70,9 @@ func (n *Node) connect(ctx context.Context, addr string, query bool) (*relayConn
 	if !query {
 		n.cfg.Observer.Handshake(time.Since(began))
 		n.cfg.Observer.SessionOpened()
+	}
+	if n.cfg.TLS != nil {
+		conn.trusted(n.cfg.TLS.Pins, n.log) // the relay proved it holds the token
 	}
 	return &relayConn{addr: addr, wire: wire, ym: ym, ctrl: ctrl, welcome: w, stop: stop}, nil
 }

@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/tls"
 	"errors"
 	"io"
 	"log/slog"
@@ -177,6 +178,8 @@ type relayOpts struct {
 	Relays   *registry.Servers
 	IPTable  *iptable.File
 	Token    []byte // zero: testToken
+	TLS      *tls.Config
+	Limits   Limits
 
 	PeerTimeout time.Duration // zero: 3 s
 }
@@ -224,6 +227,8 @@ func startRelay(t *testing.T, o relayOpts) *testRelay {
 		PeerTimeout:      cmp.Or(o.PeerTimeout, 3*time.Second),
 		Logger:           log,
 		Observer:         o.Observer,
+		TLS:              o.TLS,
+		Limits:           o.Limits,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -12,7 +12,6 @@ import (
 
 	"github.com/p2prc/p2prc/iptable"
 	"github.com/p2prc/p2prc/mux"
-	"github.com/p2prc/p2prc/portalloc"
 	"github.com/p2prc/p2prc/registry"
 )
 
@@ -38,7 +37,7 @@ func BenchmarkRoundTrip(b *testing.B) {
 		}
 	})
 	b.Run("control-ping", func(b *testing.B) {
-		addr, _ := benchRelay(b, nil, nil)
+		addr, _ := benchRelay(b, benchRelayOpts{})
 		n, err := NewQueryNode(NodeConfig{Token: benchToken})
 		if err != nil {
 			b.Fatal(err)
@@ -80,7 +79,7 @@ func BenchmarkConnectUntilReady(b *testing.B) {
 				relays, table = benchFiles(b)
 				cfg.Relays, cfg.IPTable = benchFiles(b)
 			}
-			cfg.Relay, _ = benchRelay(b, relays, table)
+			cfg.Relay, _ = benchRelay(b, benchRelayOpts{Relays: relays, IPTable: table})
 			_, cfg.Key, _ = ed25519.GenerateKey(rand.Reader)
 			for b.Loop() {
 				benchReady(b, cfg)
@@ -111,8 +110,6 @@ func benchReady(b *testing.B, cfg NodeConfig) {
 	<-done
 }
 
-var benchToken = []byte("bench")
-
 func benchFiles(b *testing.B) (*registry.Servers, *iptable.File) {
 	dir := b.TempDir()
 	relays, err := registry.OpenServers(filepath.Join(dir, registry.ServerFileName))
@@ -124,46 +121,4 @@ func benchFiles(b *testing.B) (*registry.Servers, *iptable.File) {
 		b.Fatal(err)
 	}
 	return relays, table
-}
-
-// benchRelay serves a relay on loopback until the benchmark ends.
-func benchRelay(b *testing.B, relays *registry.Servers, table *iptable.File) (string, *Relay) {
-	maps, err := registry.OpenMappings(filepath.Join(b.TempDir(), registry.MappingFileName))
-	if err != nil {
-		b.Fatal(err)
-	}
-	rng, _ := portalloc.ParseRange("48000-48999", false)
-	relay, err := NewRelay(RelayConfig{Name: "r", PublicHost: "127.0.0.1", BindHost: "127.0.0.1", Token: benchToken,
-		Ports: rng, Mappings: maps, Relays: relays, IPTable: table})
-	if err != nil {
-		b.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan struct{})
-	go func() { defer close(served); relay.Serve(ctx, ln) }()
-	b.Cleanup(func() { cancel(); <-served })
-	return ln.Addr().String(), relay
-}
-
-// benchEcho echoes every connection on loopback until the benchmark ends.
-func benchEcho(b *testing.B) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() { io.Copy(c, c); c.Close() }()
-		}
-	}()
-	return ln.Addr().String()
 }

@@ -44,6 +44,10 @@ type NodeConfig struct {
 	// Once makes Run return after the first session ends instead of
 	// reconnecting.
 	Once bool
+	// Release lists public ports whose mappings the node gives up on
+	// connecting, before it exposes anything. With no Exposes, Run returns
+	// once they are released.
+	Release []PublicPort
 	// DialTimeout bounds connecting to the relay. Zero: 10 s.
 	DialTimeout time.Duration
 	// HandshakeTimeout bounds the handshake. Zero: 10 s.
@@ -58,6 +62,10 @@ type NodeConfig struct {
 	MinBackoff, MaxBackoff time.Duration
 	// Session configures yamux.
 	Session mux.SessionConfig
+	// TLS secures the control connection and says which relay
+	// certificates to trust. Nil: plaintext, as with --insecure-plaintext;
+	// Run logs a warning.
+	TLS *NodeTLS
 	// Logger receives one line per state change. Nil discards.
 	Logger *slog.Logger
 	// OnReady, if set, is called each time the node is connected and has
@@ -86,7 +94,7 @@ func (c *NodeConfig) validate() error {
 	switch {
 	case c.Relay == "":
 		return errors.New("node: a relay address is required (--relay HOST:PORT)")
-	case len(c.Exposes) == 0:
+	case len(c.Exposes) == 0 && len(c.Release) == 0:
 		return errors.New("node: nothing to expose; add --expose tcp:PORT")
 	case len(c.Token) == 0:
 		return errors.New("node: a token is required (--token-file or P2PRC_TOKEN)")
@@ -147,6 +155,9 @@ func (n *Node) ID() string { return n.id }
 // fix (returning that). Network failures are retried with backoff, unless
 // the configuration says Once.
 func (n *Node) Run(ctx context.Context) error {
+	if n.cfg.TLS == nil {
+		n.log.Warn("the connection to the relay is not encrypted (--insecure-plaintext): anyone on the path can read and change what node and relay say")
+	}
 	backoff := n.cfg.MinBackoff
 	lastErr := ""
 	for {
@@ -156,7 +167,7 @@ func (n *Node) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return nil
 		}
-		if isFatal(err) || n.cfg.Once {
+		if isFatal(err) || n.cfg.Once || len(n.cfg.Exposes) == 0 {
 			return err
 		}
 		if time.Since(start) > n.cfg.MaxBackoff {
@@ -197,7 +208,9 @@ func isFatal(err error) bool {
 	if errors.As(err, &refused) {
 		return refused.Fatal()
 	}
-	return errors.Is(err, mux.ErrRelayProof) || errors.Is(err, mux.ErrVersion)
+	return errors.Is(err, mux.ErrRelayProof) || errors.Is(err, mux.ErrVersion) ||
+		errors.Is(err, mux.ErrFingerprintMismatch) || errors.Is(err, mux.ErrUntrustedCert) ||
+		errors.Is(err, errRelayPlaintext)
 }
 
 // fatalExpose names the expose a fatal refusal was for.

@@ -8,6 +8,7 @@ import (
 	"net"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/yamux"
@@ -39,7 +40,7 @@ type nodeSession struct {
 
 	tasks     group // visitor pipes, the control reader, pings, retries
 	closeOnce sync.Once
-	cause     error // the reason given to the first close, if any
+	cause     error // set by fail
 
 	exchangeOnce sync.Once
 	exchanged    chan *mux.Exchange // the relay's answer to our exchange
@@ -81,19 +82,25 @@ func (s *nodeSession) run(ctx context.Context) error {
 	s.tasks.spawn(s.ping)
 	s.tasks.spawn(func() {
 		watchPeer(s.done, s.wire, s.n.cfg.PeerTimeout, func(silent time.Duration) {
-			s.close(mux.CodeTimeout, fmt.Sprintf("the relay sent nothing for %v", silent.Round(time.Second)))
+			s.fail(mux.CodeTimeout, fmt.Errorf("the relay sent nothing for %v", silent.Round(time.Second)))
 		})
 	})
 
-	err := s.exposeAll()
-	if err == nil {
-		s.ready()
-		err = <-ended
+	err := s.releaseAll()
+	switch {
+	case err != nil:
+	case len(s.n.cfg.Exposes) == 0:
+		s.close(mux.CodeShutdown, "the node released its ports and is done")
+	default:
+		if err = s.exposeAll(); err == nil {
+			s.ready()
+			err = <-ended
+		}
 	}
 	s.close(mux.CodeShutdown, "")
 	s.tasks.closeAndWait()
 	if s.cause != nil {
-		return s.cause // why we closed says more than what closing did to the reader
+		return s.cause
 	}
 	return err
 }
@@ -144,27 +151,11 @@ func (s *nodeSession) retryExpose(e Expose) {
 
 // expose asks the relay for one port and records the grant.
 func (s *nodeSession) expose(e Expose) error {
-	reply := make(chan mux.Message, 1)
-	s.mu.Lock()
-	s.nextID++
-	id := s.nextID
-	s.pending[id] = reply
-	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		delete(s.pending, id)
-		s.mu.Unlock()
-	}()
-	if err := s.ctrl.Send(&mux.Expose{ID: id, Network: e.Network, Local: e.Local, WantedPort: e.RemotePort}); err != nil {
+	m, err := s.request(func(id uint32) mux.Message {
+		return &mux.Expose{ID: id, Network: e.Network, Local: e.Local, WantedPort: e.RemotePort}
+	})
+	if err != nil {
 		return err
-	}
-	var m mux.Message
-	select {
-	case m = <-reply:
-	case <-s.done:
-		return errors.New("session ended while waiting for a grant")
-	case <-time.After(s.n.cfg.PeerTimeout):
-		return errors.New("the relay did not answer an expose request in time")
 	}
 	switch m := m.(type) {
 	case *mux.Error:
@@ -250,6 +241,8 @@ func (s *nodeSession) readControl() error {
 		switch m := m.(type) {
 		case *mux.Grant:
 			s.deliver(m.ID, m)
+		case *mux.Release:
+			s.deliver(m.ID, m)
 		case *mux.Error:
 			if m.ID != 0 && s.deliver(m.ID, m) {
 				continue
@@ -302,17 +295,28 @@ func (s *nodeSession) ping() {
 
 // acceptStreams serves each visitor stream the relay opens.
 func (s *nodeSession) acceptStreams() {
+	var inflight atomic.Int64
 	for {
 		st, err := s.ym.AcceptStream()
 		if err != nil {
 			return
 		}
-		if !s.tasks.spawn(func() { s.serveStream(st) }) {
+		if inflight.Load() >= maxNodeStreams {
+			st.Close() // the relay sees no status and turns the visitor away
+			continue
+		}
+		inflight.Add(1)
+		if !s.tasks.spawn(func() { defer inflight.Add(-1); s.serveStream(st) }) {
 			st.Close()
 			return
 		}
 	}
 }
+
+// maxNodeStreams caps the visitor streams a node serves at once, so a relay
+// cannot make a node hold without bound. Twice the relay's default
+// --max-streams-per-session: the relay's own limit is the one that governs.
+var maxNodeStreams int64 = 2 * 2048 // a var for tests
 
 // serveStream reads a visitor stream's header, dials the local service and
 // joins the two.
@@ -356,20 +360,30 @@ func (s *nodeSession) serveStream(st *yamux.Stream) {
 	p.run()
 }
 
-// close ends the session, telling the relay why when there is a reason;
-// the reason is then what run returns.
+// close ends the session, telling the relay why when there is a reason.
+// Only the first close or fail counts.
 func (s *nodeSession) close(code mux.ErrorCode, reason string) {
+	s.closeOnce.Do(func() { s.shut(code, reason) })
+}
+
+// fail ends the session because of err, which run then returns: why the
+// session was closed says more than what closing did to the reader.
+func (s *nodeSession) fail(code mux.ErrorCode, err error) {
 	s.closeOnce.Do(func() {
-		close(s.done)
-		wait := func() {}
-		if reason != "" {
-			s.cause = errors.New(reason)
-			wait = sendBounded(s.ctrl, &mux.Close{Code: code, Reason: reason})
-		}
-		s.pipes.closeAll()
-		s.ym.Close()
-		wait()
+		s.cause = err
+		s.shut(code, err.Error())
 	})
+}
+
+func (s *nodeSession) shut(code mux.ErrorCode, reason string) {
+	close(s.done)
+	wait := func() {}
+	if reason != "" {
+		wait = sendBounded(s.ctrl, &mux.Close{Code: code, Reason: reason})
+	}
+	s.pipes.closeAll()
+	s.ym.Close()
+	wait()
 }
 
 // sendBounded sends m, waiting at most a second: a dying connection must not

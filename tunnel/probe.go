@@ -90,7 +90,7 @@ func (n *Node) greet(ctx context.Context, addr string) (string, time.Duration, e
 	if err != nil {
 		return "", 0, err
 	}
-	ym, err := mux.Client(mux.NewWire(conn), n.cfg.Session)
+	ym, err := mux.Client(mux.NewWire(conn.Conn), n.cfg.Session)
 	if err != nil {
 		conn.Close()
 		return "", 0, err

@@ -3,12 +3,16 @@ package tunnel
 import (
 	"cmp"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"time"
+
+	"github.com/hashicorp/yamux"
 
 	"github.com/p2prc/p2prc/iptable"
 	"github.com/p2prc/p2prc/mux"
@@ -53,6 +57,13 @@ type RelayConfig struct {
 	PeerTimeout time.Duration
 	// Session configures yamux.
 	Session mux.SessionConfig
+	// TLS secures the control connections (see mux.ServerTLS). Nil:
+	// plaintext, as with --insecure-plaintext; a node that starts TLS is
+	// told so and refused, and Serve logs a warning.
+	TLS *tls.Config
+	// Limits bound what peers can make the relay hold. Zero fields mean
+	// the defaults of DefaultLimits.
+	Limits Limits
 	// Logger receives one line per meaningful event. Nil discards.
 	Logger *slog.Logger
 	// Observer hears of events, for metrics. Nil: nobody does.
@@ -79,6 +90,10 @@ func (c *RelayConfig) validate() error {
 	case c.Mappings == nil:
 		return errors.New("relay: a mapping table is required")
 	}
+	if err := c.Limits.validate(); err != nil {
+		return err
+	}
+	c.Limits = c.Limits.withDefaults()
 	c.Lease = cmp.Or(c.Lease, defaultLease)
 	c.HandshakeTimeout = cmp.Or(c.HandshakeTimeout, defaultHandshakeTimeout)
 	c.PeerTimeout = cmp.Or(c.PeerTimeout, defaultPeerTimeout)
@@ -108,6 +123,9 @@ type Relay struct {
 	ports    map[portKey]*publicPort  // bound public ports
 
 	wg sync.WaitGroup // sessions, port loops, the janitor
+
+	admission *admission // connections and failed authentications by source
+	refusals  refusals   // refusals by limit, for the log and Refusals
 }
 
 type portKey struct {
@@ -129,6 +147,8 @@ func NewRelay(cfg RelayConfig) (*Relay, error) {
 		maps:     cfg.Mappings,
 		sessions: make(map[string]*relaySession),
 		ports:    make(map[portKey]*publicPort),
+
+		admission: &admission{limits: cfg.Limits},
 	}, nil
 }
 
@@ -140,6 +160,9 @@ func (r *Relay) Serve(ctx context.Context, ln net.Listener) error {
 	r.started = time.Now()
 	r.mu.Unlock()
 	r.advertise(ln.Addr())
+	if r.cfg.TLS == nil {
+		r.log.Warn("control connections are not encrypted (--insecure-plaintext): anyone on the path can read and change what relay and nodes say")
+	}
 	r.restorePorts()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -187,42 +210,78 @@ func (r *Relay) acceptNodes(ctx context.Context, ln net.Listener) error {
 	}
 }
 
-// serveConn authenticates one node connection and runs its session.
+// serveConn admits, secures and authenticates one node connection, then
+// runs its session. Everything before the session — TLS, yamux, the control
+// handshake — shares one deadline, HandshakeTimeout.
 func (r *Relay) serveConn(ctx context.Context, c net.Conn) {
 	remote := c.RemoteAddr().String()
-	tuneTCP(c, r.cfg.PeerTimeout)
-	wire := mux.NewWire(c)
-	ym, err := mux.Server(wire, r.cfg.Session)
-	if err != nil {
+	key := sourceKey(c.RemoteAddr())
+	t := r.admission.admit(key, time.Now())
+	defer func() { t.done(time.Now()) }()
+	if t.verdict == drop {
 		c.Close()
+		r.refusals.note(r.log, t.limit, r.limitValue(t.limit), "remote", remote)
+		return
+	}
+	tuneTCP(c, r.cfg.PeerTimeout)
+	began := time.Now()
+	deadline := began.Add(r.cfg.HandshakeTimeout)
+	c.SetDeadline(deadline)
+	hctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+
+	stopRaw := context.AfterFunc(ctx, func() { c.Close() }) // a shutdown cuts the first byte's wait short
+	conn, refusal, err := r.secure(hctx, c)
+	if err != nil {
+		stopRaw()
+		c.Close()
+		r.logEarlyEnd(ctx, remote, err)
+		return
+	}
+	wire := mux.NewWire(conn)
+	ym, err := mux.Server(wire, r.cfg.Session)
+	stopRaw()
+	if err != nil {
+		conn.Close()
 		r.log.Error("starting session", "remote", remote, "err", err)
 		return
 	}
 	stop := context.AfterFunc(ctx, func() { ym.Close() }) // a shutdown cuts a handshake short
 	defer stop()
-	hctx, cancel := context.WithTimeout(ctx, r.cfg.HandshakeTimeout)
 	st, err := ym.AcceptStreamWithContext(hctx)
-	cancel()
 	if err != nil {
 		ym.Close()
-		r.log.Info("node connection closed before its handshake", "remote", remote, "err", err)
+		r.logEarlyEnd(ctx, remote, err)
 		return
 	}
-	ctrl := mux.NewConn(st, 0)
-	began := time.Now()
+	if refusal == nil {
+		refusal = t.refusal
+	}
+	if refusal != nil {
+		r.refuseConn(mux.NewConn(st, mux.HandshakeMaxFrame), refusal, deadline)
+		ym.Close()
+		if t.limit != "" {
+			r.refusals.note(r.log, t.limit, r.limitValue(t.limit), "remote", remote)
+		} else {
+			r.log.Info("refused a node that does not use TLS; it was told to drop --insecure-plaintext", "remote", remote)
+		}
+		return
+	}
+	ctrl := mux.NewConn(st, r.cfg.Limits.MaxFrameSize)
 	peer, err := ctrl.RelayHandshake(mux.RelayAuth{
 		Name: r.cfg.Name, PublicHost: r.cfg.PublicHost, Token: r.cfg.Token,
-	}, r.cfg.HandshakeTimeout)
+	}, time.Until(deadline))
 	if err != nil {
 		ym.Close()
-		level := slog.LevelInfo
 		if errors.Is(err, mux.ErrAuthFailed) {
-			level = slog.LevelWarn
+			r.admission.authFailed(key, time.Now())
 			r.cfg.Observer.AuthFailed()
 		}
-		r.log.Log(ctx, level, "node handshake failed", "remote", remote, "err", err)
+		r.logEarlyEnd(ctx, remote, err)
 		return
 	}
+	c.SetDeadline(time.Time{})
+	t.authenticated()
 	s := newRelaySession(r, peer, remote, ym, ctrl, wire)
 	if peer.Query {
 		s.log.Info("query session (a probe or a listing)") // it replaces nothing
@@ -235,6 +294,58 @@ func (r *Relay) serveConn(ctx context.Context, c net.Conn) {
 	reason := s.run(ctx)
 	r.unregister(s)
 	s.log.Info("node disconnected", "reason", reason)
+}
+
+// refuseConn tells a node why it is refused, on its control stream, before
+// its handshake: it reads the node's hello (so that closing does not reset
+// the connection under the answer) and sends refusal.
+func (r *Relay) refuseConn(ctrl *mux.Conn, refusal *mux.Error, deadline time.Time) {
+	ctrl.SetDeadline(deadline)
+	if _, err := ctrl.Recv(); err != nil && !errors.Is(err, mux.ErrUnknownType) && !errors.Is(err, mux.ErrMalformed) {
+		return
+	}
+	ctrl.Send(refusal)
+}
+
+// logEarlyEnd logs a connection that ended before its session began: a
+// failed authentication is a warning, a slow handshake a counted refusal,
+// anything else (a port scanner, a node that gave up) an info line.
+func (r *Relay) logEarlyEnd(ctx context.Context, remote string, err error) {
+	var ne net.Error
+	switch {
+	case ctx.Err() != nil:
+		r.log.Info("node connection closed before its handshake: the relay is shutting down", "remote", remote)
+	case errors.Is(err, mux.ErrAuthFailed):
+		r.log.Warn("node handshake failed", "remote", remote, "err", err)
+	case strings.Contains(err.Error(), "remote error: tls: bad certificate"):
+		r.log.Warn("a node refused this relay's certificate: it pins another fingerprint (a self-signed certificate is kept in relay.pem in the state dir: keep that file)", "remote", remote)
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, yamux.ErrTimeout), errors.As(err, &ne) && ne.Timeout():
+		r.refusals.note(r.log, limitHandshakeTimeout, int(r.cfg.HandshakeTimeout/time.Second), "remote", remote, "err", err)
+	default:
+		r.log.Info("node handshake failed", "remote", remote, "err", err)
+	}
+}
+
+// limitValue is the configured value of a limit, for log lines.
+func (r *Relay) limitValue(limit string) int {
+	l := r.cfg.Limits
+	switch limit {
+	case limitSessionsPerAddress:
+		return l.SessionsPerAddress
+	case limitPendingHandshakes:
+		return l.PendingHandshakes
+	case limitAuthFailures:
+		return l.AuthFailuresPerMinute
+	case limitMappingsPerNode:
+		return l.MappingsPerNode
+	case limitMappings:
+		return l.Mappings
+	case limitStreamsPerSession:
+		return l.StreamsPerSession
+	case limitFrameSize:
+		return l.MaxFrameSize
+	}
+	return 0
 }
 
 // register makes s the session of its node, replacing (and closing) a

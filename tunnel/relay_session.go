@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/yamux"
@@ -35,6 +36,9 @@ type relaySession struct {
 	ports []*publicPort // ports attached to this session; guarded by r.mu
 
 	tasks group // visitor pipes and helpers
+
+	visitors      atomic.Int64 // visitor streams in flight, capped by Limits.StreamsPerSession
+	lastBusyToldN atomic.Int64 // when the node was last told visitors were refused (UnixNano)
 
 	closeOnce sync.Once
 	reason    string // why the session ended; set once, under closeOnce
@@ -78,6 +82,11 @@ func (s *relaySession) serveControl() error {
 		case errors.Is(err, mux.ErrMalformed):
 			s.ctrl.Send(&mux.Error{Code: mux.CodeBadRequest, Text: err.Error()})
 			continue
+		case errors.Is(err, mux.ErrFrameTooLarge):
+			max := s.r.cfg.Limits.MaxFrameSize
+			s.r.refusals.note(s.log, limitFrameSize, max)
+			s.close(mux.CodeLimit, fmt.Sprintf("%v; the relay's limit is --max-frame-size %d", err, max))
+			return err
 		case err != nil:
 			return err
 		}
@@ -88,6 +97,8 @@ func (s *relaySession) serveControl() error {
 			s.answerExchange(m)
 		case *mux.ListMappings:
 			s.answerListMappings(m)
+		case *mux.Release:
+			s.answerRelease(m)
 		case *mux.Ping:
 			s.ctrl.Send(&mux.Pong{Seq: m.Seq})
 		case *mux.Pong:
@@ -138,7 +149,42 @@ func (s *relaySession) refuseStreams() {
 // serveVisitor carries visitor c of port pp to the node. It reports false if
 // the session is ending.
 func (s *relaySession) serveVisitor(pp *publicPort, c *net.TCPConn) bool {
-	return s.tasks.spawn(func() { s.pipeVisitor(pp, c) })
+	if max := s.r.cfg.Limits.StreamsPerSession; s.visitors.Add(1) > int64(max) {
+		s.visitors.Add(-1)
+		c.SetLinger(0)
+		c.Close()
+		s.r.refusals.note(s.log, limitStreamsPerSession, max, "port", pp.key, "visitor", c.RemoteAddr().String())
+		s.tellVisitorsRefused(max)
+		return true
+	}
+	ok := s.tasks.spawn(func() {
+		defer s.visitors.Add(-1)
+		s.pipeVisitor(pp, c)
+	})
+	if !ok {
+		s.visitors.Add(-1)
+	}
+	return ok
+}
+
+// busyToldEvery bounds how often a node is told that visitors were refused.
+const busyToldEvery = time.Minute
+
+// tellVisitorsRefused tells the node, at most once a minute, that visitors
+// are being turned away because it has max in flight.
+func (s *relaySession) tellVisitorsRefused(max int) {
+	now := time.Now().UnixNano()
+	last := s.lastBusyToldN.Load()
+	if last != 0 && time.Duration(now-last) < busyToldEvery {
+		return
+	}
+	if !s.lastBusyToldN.CompareAndSwap(last, now) {
+		return
+	}
+	s.tasks.spawn(func() {
+		s.ctrl.Send(&mux.Error{Code: mux.CodeBusy, Text: fmt.Sprintf(
+			"the relay is turning visitors away: %d are already in flight to this node, its limit (--max-streams-per-session)", max)})
+	})
 }
 
 func (s *relaySession) pipeVisitor(pp *publicPort, c *net.TCPConn) {
@@ -213,6 +259,9 @@ func (r *Relay) expose(s *relaySession, req *mux.Expose) (*mux.Grant, *mux.Error
 	if m, ok := r.maps.Lookup(req.Network, req.WantedPort); ok && m.Owner == owner {
 		return r.attach(s, m.BlindPort, req, now)
 	}
+	if refused := r.checkMappingLimits(s, req); refused != nil {
+		return nil, refused
+	}
 	g, err := r.alloc.Allocate(req.Network, owner, req.WantedPort)
 	if err != nil {
 		return nil, refusal(err)
@@ -224,6 +273,30 @@ func (r *Relay) expose(s *relaySession, req *mux.Expose) (*mux.Grant, *mux.Error
 	}
 	r.openPort(g)
 	return r.attach(s, g.Port, req, now)
+}
+
+// checkMappingLimits refuses a new mapping beyond MappingsPerNode or
+// Mappings. Call with r.mu held.
+func (r *Relay) checkMappingLimits(s *relaySession, req *mux.Expose) *mux.Error {
+	all := r.maps.List()
+	mine := 0
+	for _, m := range all {
+		if m.Owner == s.peer.ID {
+			mine++
+		}
+	}
+	l := r.cfg.Limits
+	switch {
+	case mine >= l.MappingsPerNode:
+		r.refusals.note(s.log, limitMappingsPerNode, l.MappingsPerNode, "type", req.Network, "local", req.Local)
+		return &mux.Error{Code: mux.CodeLimit, Text: fmt.Sprintf(
+			"this node already holds %d mappings on this relay, its limit (--max-mappings-per-node), leased ones included; release one with p2prc node --release, or ask the relay's operator", mine)}
+	case len(all) >= l.Mappings:
+		r.refusals.note(s.log, limitMappings, l.Mappings, "type", req.Network, "local", req.Local)
+		return &mux.Error{Code: mux.CodeBusy, Text: fmt.Sprintf(
+			"this relay holds %d mappings, its limit (--max-mappings); ports free up as leases run out, so the node asks again later", len(all))}
+	}
+	return nil
 }
 
 // attach gives s the mapping on port, re-binding the port if the relay could

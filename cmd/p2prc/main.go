@@ -74,11 +74,12 @@ Run 'p2prc COMMAND --help' for a command's flags and their defaults.
 Examples:
   # On a VPS with the public address 203.0.113.7:
   p2prc relay --public-host 203.0.113.7 --ports 30000-30999
-  # (it stores a fresh token in ~/.p2prc/relay.token; copy that file to the node)
+  # (it stores a fresh token in ~/.p2prc/relay.token; copy that file to the node,
+  #  and logs its TLS certificate's fingerprint, which the node pins)
 
   # On a machine behind NAT, exposing its SSH server and a DNS server:
   P2PRC_TOKEN="$(cat relay.token)" p2prc node --relay 203.0.113.7:8700 \
-      --expose tcp:22 --expose udp:53=30053
+      --relay-fingerprint FINGERPRINT --expose tcp:22 --expose udp:53=30053
 
   # Or let the node take the fastest relay it knows (see p2prc relays):
   p2prc relays add 203.0.113.7:8700

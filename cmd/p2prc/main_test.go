@@ -53,7 +53,7 @@ func TestDemoRunsAndExplains(t *testing.T) {
 	if err != nil {
 		t.Fatalf("demo: %v\n%s", err, out)
 	}
-	for _, want := range []string{"granted 127.0.0.1:", "200 OK", "Hello from behind the NAT!", "TCP", "demo-node"} {
+	for _, want := range []string{"granted 127.0.0.1:", "200 OK", "Hello from behind the NAT!", "TCP", "demo-node", "TLS 1.3", "pinned its fingerprint"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("demo output lacks %q:\n%s", want, out)
 		}

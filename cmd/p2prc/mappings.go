@@ -24,6 +24,8 @@ func runMappings(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	timeout := fs.Duration("timeout", 10*time.Second, "with --relay: how long the relay has to answer")
 	var tok tokenFlags
 	tok.add(fs)
+	var tf nodeTLSFlags
+	tf.add(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -33,7 +35,7 @@ func runMappings(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	var list []registry.Mapping
 	if *relay != "" {
-		list, err = askRelay(ctx, dir, *relay, &tok, *timeout)
+		list, err = askRelay(ctx, dir, *relay, &tok, &tf, *timeout)
 	} else {
 		var maps *registry.Mappings
 		maps, err = registry.OpenMappings(filepath.Join(dir, registry.MappingFileName))
@@ -53,7 +55,7 @@ func runMappings(ctx context.Context, args []string, stdout, stderr io.Writer) e
 
 // askRelay lists the mappings relay holds for the node whose identity is in
 // dir, in a query session that leaves a running node undisturbed.
-func askRelay(ctx context.Context, dir, relay string, tok *tokenFlags, timeout time.Duration) ([]registry.Mapping, error) {
+func askRelay(ctx context.Context, dir, relay string, tok *tokenFlags, tf *nodeTLSFlags, timeout time.Duration) ([]registry.Mapping, error) {
 	token, ok, err := tok.load()
 	if err != nil {
 		return nil, err
@@ -69,8 +71,16 @@ func askRelay(ctx context.Context, dir, relay string, tok *tokenFlags, timeout t
 	if err != nil {
 		return nil, err
 	}
+	relays, err := openRelays(dir)
+	if err != nil {
+		return nil, err
+	}
+	nodeTLS, err := tf.load(relays)
+	if err != nil {
+		return nil, err
+	}
 	name, _ := os.Hostname()
-	n, err := tunnel.NewQueryNode(tunnel.NodeConfig{Name: name, Token: token, Key: key, DialTimeout: timeout, HandshakeTimeout: timeout})
+	n, err := tunnel.NewQueryNode(tunnel.NodeConfig{Name: name, Token: token, Key: key, TLS: nodeTLS, DialTimeout: timeout, HandshakeTimeout: timeout})
 	if err != nil {
 		return nil, err
 	}

@@ -24,6 +24,9 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	maxBackoff := fs.Duration("max-backoff", 30*time.Second, "the longest wait between reconnect attempts (they start at 1s and double)")
 	var tok tokenFlags
 	tok.add(fs)
+	var tf nodeTLSFlags
+	tf.add(fs)
+	releases := fs.StringArray("release", nil, "give up this node's mapping of a public port, tcp:PORT or udp:PORT, then exit (or go on with --expose); repeat for more")
 	state := stateFlag(fs)
 	ipTable := ipTableFlag(fs)
 	var lf logFlags
@@ -40,8 +43,16 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if *relay == "" {
 		return errors.New("--relay HOST:PORT is required")
 	}
-	if len(*exposes) == 0 {
+	if len(*exposes) == 0 && len(*releases) == 0 {
 		return errors.New("nothing to expose: add --expose tcp:PORT (or udp:PORT)")
+	}
+	var release []tunnel.PublicPort
+	for _, s := range *releases {
+		p, err := tunnel.ParsePublicPort(s)
+		if err != nil {
+			return err
+		}
+		release = append(release, p)
 	}
 	var list []tunnel.Expose
 	for _, s := range *exposes {
@@ -77,6 +88,10 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
+	nodeTLS, err := tf.load(relays)
+	if err != nil {
+		return err
+	}
 	if *name == "" {
 		*name, _ = os.Hostname()
 	}
@@ -92,6 +107,8 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		Once:     *once,
 		Logger:   log,
 		Observer: mf.observer(),
+		TLS:      nodeTLS,
+		Release:  release,
 
 		PeerTimeout: *peerTimeout,
 		MaxBackoff:  *maxBackoff,

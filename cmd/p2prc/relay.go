@@ -34,6 +34,10 @@ func runRelay(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	handshakeTimeout := fs.Duration("handshake-timeout", 10*time.Second, "a node must finish its handshake within this")
 	var tok tokenFlags
 	tok.add(fs)
+	var tf relayTLSFlags
+	tf.add(fs)
+	var lim limitFlags
+	lim.add(fs)
 	state := stateFlag(fs)
 	ipTable := ipTableFlag(fs)
 	var lf logFlags
@@ -82,6 +86,10 @@ func runRelay(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *name == "" {
 		*name, _ = os.Hostname()
 	}
+	tlsConfig, err := tf.load(dir, *name, log)
+	if err != nil {
+		return err
+	}
 	if *publicHost == "" {
 		*publicHost = defaultPublicHost(*listen)
 		log.Info("no --public-host given; advertising this machine's address", "public_host", *publicHost)
@@ -101,6 +109,8 @@ func runRelay(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 
 		PeerTimeout:      *peerTimeout,
 		HandshakeTimeout: *handshakeTimeout,
+		TLS:              tlsConfig,
+		Limits:           lim.l,
 	})
 	if err != nil {
 		return err

@@ -48,15 +48,20 @@ func openRelaysIn(state string) (*registry.Servers, error) {
 	return openRelays(dir)
 }
 
-// prober is a node that only measures relays, recording in relays.
-func prober(relays *registry.Servers, tok *tokenFlags, timeout time.Duration) (*tunnel.Node, error) {
+// prober is a node that only measures relays, recording in relays (where
+// TLS pins are kept too).
+func prober(relays *registry.Servers, tok *tokenFlags, tf *nodeTLSFlags, timeout time.Duration) (*tunnel.Node, error) {
 	token, _, err := tok.load()
+	if err != nil {
+		return nil, err
+	}
+	nodeTLS, err := tf.load(relays)
 	if err != nil {
 		return nil, err
 	}
 	name, _ := os.Hostname()
 	return tunnel.NewQueryNode(tunnel.NodeConfig{
-		Name: name, Token: token, Relays: relays,
+		Name: name, Token: token, Relays: relays, TLS: nodeTLS,
 		DialTimeout: timeout, HandshakeTimeout: timeout,
 	})
 }
@@ -67,6 +72,8 @@ func runRelaysAdd(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	timeout := fs.Duration("timeout", 5*time.Second, "how long the relay has to answer the first measurement")
 	var tok tokenFlags
 	tok.add(fs)
+	var tf nodeTLSFlags
+	tf.add(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -82,7 +89,7 @@ func runRelaysAdd(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if err := relays.Upsert(registry.Server{Address: addr}); err != nil {
 		return fmt.Errorf("relays add %s: %w", addr, err)
 	}
-	p, err := prober(relays, &tok, *timeout)
+	p, err := prober(relays, &tok, &tf, *timeout)
 	if err != nil {
 		return err
 	}
@@ -101,6 +108,8 @@ func runRelaysProbe(ctx context.Context, args []string, stdout, stderr io.Writer
 	timeout := fs.Duration("timeout", 5*time.Second, "how long each relay has to answer")
 	var tok tokenFlags
 	tok.add(fs)
+	var tf nodeTLSFlags
+	tf.add(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -111,7 +120,7 @@ func runRelaysProbe(ctx context.Context, args []string, stdout, stderr io.Writer
 	if len(relays.List()) == 0 {
 		return errors.New("no relays known; add one with: p2prc relays add HOST:PORT")
 	}
-	p, err := prober(relays, &tok, *timeout)
+	p, err := prober(relays, &tok, &tf, *timeout)
 	if err != nil {
 		return err
 	}

@@ -1,6 +1,7 @@
 // Package secret keeps the secrets in a state dir: the token a relay and its
-// nodes share, and a node's identity key. Files are written once, atomically,
-// with mode 0600, and never logged.
+// nodes share, a node's identity key, and a relay's TLS certificate with its
+// key. Files are written once, atomically, with mode 0600, and never logged;
+// errors name a file, never its content.
 package secret
 
 import (
@@ -12,7 +13,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"strings"
 
 	"github.com/p2prc/p2prc/registry/jsonfile"
@@ -33,12 +33,12 @@ const maxTokenFile = 4096
 // ReadToken reads a token file: its content with surrounding white space
 // removed. An empty file is an error.
 func ReadToken(path string) ([]byte, error) {
-	b, err := os.ReadFile(path)
+	b, err := readAtMost(path, maxTokenFile)
+	if errors.Is(err, errTooLarge) {
+		return nil, fmt.Errorf("token file %s is larger than %d bytes; it should hold just the token", path, maxTokenFile)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("reading the token file: %w", err)
-	}
-	if len(b) > maxTokenFile {
-		return nil, fmt.Errorf("token file %s is larger than %d bytes; it should hold just the token", path, maxTokenFile)
 	}
 	t := strings.TrimSpace(string(b))
 	if t == "" {
@@ -69,7 +69,7 @@ func LoadOrCreateToken(path string) (token []byte, created bool, err error) {
 // LoadOrCreateKey reads the ed25519 identity key at path (PKCS #8 in PEM), or
 // generates one and stores it there (0600) if the file does not exist.
 func LoadOrCreateKey(path string) (key ed25519.PrivateKey, created bool, err error) {
-	b, err := os.ReadFile(path)
+	b, err := readAtMost(path, maxPEMFile)
 	if errors.Is(err, fs.ErrNotExist) {
 		_, key, _ := ed25519.GenerateKey(rand.Reader)
 		der, err := x509.MarshalPKCS8PrivateKey(key)
@@ -82,17 +82,26 @@ func LoadOrCreateKey(path string) (key ed25519.PrivateKey, created bool, err err
 		}
 		return key, true, nil
 	}
+	if errors.Is(err, errTooLarge) {
+		return nil, false, fmt.Errorf("identity key %s is larger than %d bytes; it should hold one PEM key", path, maxPEMFile)
+	}
 	if err != nil {
 		return nil, false, fmt.Errorf("reading the identity key: %w", err)
 	}
+	key, err = parseKey(path, b)
+	return key, false, err
+}
+
+// parseKey parses the content of the identity key file at path.
+func parseKey(path string, b []byte) (ed25519.PrivateKey, error) {
 	block, _ := pem.Decode(b)
 	if block == nil || block.Type != "PRIVATE KEY" {
-		return nil, false, fmt.Errorf("identity key %s is not a PEM private key; move it away and a new identity is created (the node then gets new ports)", path)
+		return nil, fmt.Errorf("identity key %s is not a PEM private key; move it away and a new identity is created (the node then gets new ports)", path)
 	}
 	k, err := x509.ParsePKCS8PrivateKey(block.Bytes)
 	ek, ok := k.(ed25519.PrivateKey)
 	if err != nil || !ok {
-		return nil, false, fmt.Errorf("identity key %s is not an ed25519 key; move it away and a new identity is created (the node then gets new ports)", path)
+		return nil, fmt.Errorf("identity key %s is not an ed25519 key; move it away and a new identity is created (the node then gets new ports)", path)
 	}
-	return ek, false, nil
+	return ek, nil
 }

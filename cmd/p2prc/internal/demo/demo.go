@@ -19,8 +19,10 @@ import (
 	"time"
 
 	"github.com/p2prc/p2prc/cmd/p2prc/internal/listing"
+	"github.com/p2prc/p2prc/mux"
 	"github.com/p2prc/p2prc/portalloc"
 	"github.com/p2prc/p2prc/registry"
+	"github.com/p2prc/p2prc/registry/secret"
 	"github.com/p2prc/p2prc/tunnel"
 )
 
@@ -54,18 +56,30 @@ func Run(ctx context.Context, out io.Writer) (err error) {
 	defer svc.Close()
 	fmt.Fprintf(out, "1. A web service listens on %s. Think of it as a machine behind NAT.\n", svc.Addr())
 
-	relayAddr, maps, err := startRelay(ctx, &wg, dir)
+	relayAddr, fingerprint, maps, err := startRelay(ctx, &wg, dir)
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(out, "2. A relay listens for nodes on %s and grants public ports from %s.\n", relayAddr, portRange)
+	fmt.Fprintf(out, "   Nodes reach it over TLS 1.3; its certificate's fingerprint is\n   %s\n", fingerprint)
 
-	conn, err := startNode(ctx, &wg, relayAddr, svc.Addr().String())
+	nodeDir := filepath.Join(dir, "node") // the node's own state dir, as on another machine
+	if err := os.Mkdir(nodeDir, 0o700); err != nil {
+		return err
+	}
+	pins, err := registry.OpenServers(filepath.Join(nodeDir, registry.ServerFileName))
+	if err != nil {
+		return err
+	}
+	conn, err := startNode(ctx, &wg, relayAddr, svc.Addr().String(), pins)
 	if err != nil {
 		return err
 	}
 	public := conn.Mappings[0].PublicAddr()
 	fmt.Fprintf(out, "3. A node dials out to the relay, authenticates, and exposes tcp:%s.\n", svc.Addr())
+	if sv, ok := pins.Get(relayAddr); ok && sv.Fingerprint == fingerprint {
+		fmt.Fprintf(out, "   It trusted the relay's certificate on first use and pinned its fingerprint in\n   its %s; from now on another certificate is refused.\n", registry.ServerFileName)
+	}
 	fmt.Fprintf(out, "   The relay granted %s: to the world, the node now is that address.\n", public)
 
 	body, status, err := fetch(ctx, "http://"+public+"/")
@@ -104,44 +118,51 @@ func startService(wg *sync.WaitGroup) (net.Listener, error) {
 	return ln, nil
 }
 
-// startRelay starts a relay on a loopback port; it stops when ctx ends.
-func startRelay(ctx context.Context, wg *sync.WaitGroup, dir string) (string, *registry.Mappings, error) {
+// startRelay starts a relay on a loopback port, with a self-signed
+// certificate in dir; it stops when ctx ends. It returns the relay's
+// address and its certificate's fingerprint.
+func startRelay(ctx context.Context, wg *sync.WaitGroup, dir string) (string, string, *registry.Mappings, error) {
 	rng, err := portalloc.ParseRange(portRange, false)
 	if err != nil {
-		return "", nil, err
+		return "", "", nil, err
 	}
 	maps, err := registry.OpenMappings(filepath.Join(dir, registry.MappingFileName))
 	if err != nil {
-		return "", nil, err
+		return "", "", nil, err
+	}
+	cert, _, err := secret.LoadOrCreateCertificate(filepath.Join(dir, secret.CertFileName), "demo-relay")
+	if err != nil {
+		return "", "", nil, err
 	}
 	relay, err := tunnel.NewRelay(tunnel.RelayConfig{
 		Name: "demo-relay", PublicHost: "127.0.0.1", BindHost: "127.0.0.1",
-		Token: demoToken, Ports: rng, Mappings: maps,
+		Token: demoToken, Ports: rng, Mappings: maps, TLS: mux.ServerTLS(cert),
 	})
 	if err != nil {
-		return "", nil, err
+		return "", "", nil, err
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return "", nil, err
+		return "", "", nil, err
 	}
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		relay.Serve(ctx, ln)
 	}()
-	return ln.Addr().String(), maps, nil
+	return ln.Addr().String(), mux.Fingerprint(cert.Certificate[0]), maps, nil
 }
 
 // demoToken is the demo's shared secret; it never leaves this process.
 var demoToken = []byte("p2prc-demo-token")
 
 // startNode starts a node exposing local and waits for its grant.
-func startNode(ctx context.Context, wg *sync.WaitGroup, relayAddr, local string) (tunnel.Connected, error) {
+func startNode(ctx context.Context, wg *sync.WaitGroup, relayAddr, local string, pins *registry.Servers) (tunnel.Connected, error) {
 	_, key, _ := ed25519.GenerateKey(rand.Reader)
 	ready := make(chan tunnel.Connected, 1)
 	node, err := tunnel.NewNode(tunnel.NodeConfig{
 		Relay: relayAddr, Name: "demo-node", Token: demoToken, Key: key,
+		TLS:     &tunnel.NodeTLS{Pins: pins},
 		Exposes: []tunnel.Expose{{Network: "tcp", Local: local}},
 		OnReady: func(c tunnel.Connected) {
 			select {
