@@ -171,6 +171,10 @@ type relayOpts struct {
 	Lease    time.Duration
 	Addr     string // control address to listen on
 	MapsPath string // the mapping file
+
+	UDPIdle          time.Duration
+	UDPMaxFlows      int
+	UDPStreamPerFlow bool
 }
 
 type testRelay struct {
@@ -179,6 +183,7 @@ type testRelay struct {
 	MapsPath string
 	Ports    portalloc.Range
 	Logs     *logBuffer
+	relay    *Relay
 	stop     func()
 }
 
@@ -212,6 +217,9 @@ func startRelay(t *testing.T, o relayOpts) *testRelay {
 		HandshakeTimeout: 2 * time.Second,
 		PeerTimeout:      3 * time.Second,
 		Logger:           log,
+		UDPIdle:          o.UDPIdle,
+		UDPMaxFlows:      o.UDPMaxFlows,
+		udpStreamPerFlow: o.UDPStreamPerFlow,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -238,10 +246,11 @@ func startRelay(t *testing.T, o relayOpts) *testRelay {
 		})
 	}
 	t.Cleanup(stop)
-	return &testRelay{Addr: ln.Addr().String(), Maps: maps, MapsPath: o.MapsPath, Ports: o.Ports, Logs: logs, stop: stop}
+	return &testRelay{Addr: ln.Addr().String(), Maps: maps, MapsPath: o.MapsPath, Ports: o.Ports, Logs: logs, relay: r, stop: stop}
 }
 
 type testNode struct {
+	node   *Node
 	ready  chan Connected
 	exited chan struct{} // closed when Run has returned
 	err    error         // Run's result, once exited is closed
@@ -283,6 +292,7 @@ func runNode(t *testing.T, cfg NodeConfig) *testNode {
 	if err != nil {
 		t.Fatal(err)
 	}
+	n.node = node
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() {
 		defer close(n.exited)
@@ -359,18 +369,24 @@ func startNode(t *testing.T, r *testRelay, exposes []Expose, key ed25519.Private
 
 func tcpExpose(local string) Expose { return Expose{Network: "tcp", Local: local} }
 
-// portFor returns the public port granted for local.
+// portFor returns the public port granted for local over TCP.
 func portFor(t *testing.T, ms []registry.Mapping, local string) int {
 	t.Helper()
+	return portOf(t, ms, "TCP", local)
+}
+
+// portOf returns the public port granted for local over typ (TCP or UDP).
+func portOf(t *testing.T, ms []registry.Mapping, typ, local string) int {
+	t.Helper()
 	for _, m := range ms {
-		if m.Local == local {
-			if m.Address != "127.0.0.1" || m.Type != "TCP" {
-				t.Fatalf("mapping %+v: want TCP on 127.0.0.1", m)
+		if m.Local == local && m.Type == typ {
+			if m.Address != "127.0.0.1" {
+				t.Fatalf("mapping %+v: want 127.0.0.1", m)
 			}
 			return m.BlindPort
 		}
 	}
-	t.Fatalf("no mapping for %s in %+v", local, ms)
+	t.Fatalf("no %s mapping for %s in %+v", typ, local, ms)
 	return 0
 }
 

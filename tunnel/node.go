@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"sync/atomic"
 	"time"
 
 	"github.com/p2prc/p2prc/mux"
@@ -46,6 +47,13 @@ type NodeConfig struct {
 	// doubles from MinBackoff up to MaxBackoff, with jitter. Zero: 1 s and
 	// 30 s.
 	MinBackoff, MaxBackoff time.Duration
+	// UDPIdle is how long a UDP flow may stay quiet before the node ends it
+	// (and tells the relay). Zero: 60 s.
+	UDPIdle time.Duration
+	// UDPMaxFlows caps the flows of one UDP mapping at the node, whatever
+	// the relay asks; the policy at the cap is the relay's (RelayConfig).
+	// Zero: 1024.
+	UDPMaxFlows int
 	// Session configures yamux.
 	Session mux.SessionConfig
 	// Logger receives one line per state change. Nil discards.
@@ -85,6 +93,11 @@ func (c *NodeConfig) validate() error {
 	c.PeerTimeout = cmp.Or(c.PeerTimeout, defaultPeerTimeout)
 	c.MinBackoff = cmp.Or(c.MinBackoff, defaultMinBackoff)
 	c.MaxBackoff = max(cmp.Or(c.MaxBackoff, defaultMaxBackoff), c.MinBackoff)
+	c.UDPIdle = cmp.Or(c.UDPIdle, defaultUDPIdle)
+	c.UDPMaxFlows = cmp.Or(c.UDPMaxFlows, defaultUDPMaxFlows)
+	if c.UDPIdle < 0 || c.UDPMaxFlows < 0 {
+		return errors.New("node: the UDP idle timeout and flow cap must not be negative")
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -97,6 +110,8 @@ type Node struct {
 	cfg NodeConfig
 	log *slog.Logger
 	id  string
+
+	udpFlows atomic.Int64 // open UDP flows, across sessions
 }
 
 // NewNode checks cfg and returns a node ready to Run.

@@ -1,0 +1,382 @@
+package tunnel
+
+import (
+	"container/list"
+	"errors"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/yamux"
+
+	"github.com/p2prc/p2prc/mux"
+)
+
+// UDP at the relay.
+//
+// A public UDP port has one read loop. It sorts each datagram into a flow by
+// the visitor's address and queues it on the flow's UDP link to the node
+// without ever waiting: a link that cannot keep up drops and counts. A link
+// is a yamux stream of kind UDP carrying datagram frames (mux/datagram.go);
+// by default one link per mapping and session carries every flow of the
+// mapping (see udpStreamPerFlow for the alternative that was measured). The
+// link's reader sends each reply to its flow's visitor, and only to a live
+// flow's visitor: a node cannot make the relay send anywhere else.
+//
+// A flow ends when it has been quiet for the idle timeout (the port loop
+// sweeps), when the node ends it, when a new visitor takes its place at the
+// flow cap, or when its link or session ends. Either end that ends a flow
+// tells the other with a close frame, so both free it.
+
+// udpPortBufSize is the kernel buffer asked for each public UDP socket.
+const udpPortBufSize = 4 << 20
+
+// linkRetryDelay is how long a port waits before opening a new link after
+// the node refused one (it had not yet recorded the grant, say).
+const linkRetryDelay = 100 * time.Millisecond
+
+// udpDrops counts the datagrams a public UDP port could not carry.
+type udpDrops struct {
+	noNode     atomic.Uint64 // the mapping's node was away
+	flowCap    atomic.Uint64 // a new visitor at the flow cap, with no quiet flow to replace
+	tunnelFull atomic.Uint64 // the link's queue was full
+}
+
+// udpPort is a bound public UDP port and its flows.
+type udpPort struct {
+	r    *Relay
+	pp   *publicPort
+	conn *net.UDPConn
+	idle time.Duration
+
+	mu     sync.Mutex
+	flows  map[netip.AddrPort]*relayFlow
+	order  flowOrder[*relayFlow]
+	link   *relayLink // the shared link, when links are per mapping
+	nextID uint32
+	retry  int64 // unix ns before which no new link is opened
+
+	drops  udpDrops
+	logged [3]uint64 // drops as last logged
+}
+
+// relayFlow is one visitor of a public UDP port.
+type relayFlow struct {
+	activity
+	id      uint32
+	visitor netip.AddrPort
+	link    *relayLink
+	elem    *list.Element // in the port's order
+}
+
+// relayLink is one UDP link to the node: a stream, the queue feeding it, and
+// the flows it carries.
+type relayLink struct {
+	p       *udpPort
+	s       *relaySession
+	q       *udpQueue
+	perFlow bool                  // the link carries one flow and ends with it
+	flows   map[uint32]*relayFlow // guarded by p.mu
+	dead    atomic.Bool           // the stream has ended; its flows are gone
+}
+
+func newUDPPort(r *Relay, pp *publicPort, conn *net.UDPConn) *udpPort {
+	setUDPBuffers(conn, udpPortBufSize)
+	return &udpPort{r: r, pp: pp, conn: conn, idle: r.cfg.UDPIdle, flows: make(map[netip.AddrPort]*relayFlow)}
+}
+
+// serve reads visitors' datagrams until the port is closed.
+func (p *udpPort) serve() {
+	defer p.forgetAll()
+	buf := make([]byte, maxUDPPayload)
+	every := sweepInterval(p.idle)
+	next := time.Now().Add(every)
+	p.conn.SetReadDeadline(next)
+	for {
+		n, from, err := p.conn.ReadFromUDPAddrPort(buf)
+		now := time.Now()
+		if err != nil {
+			switch {
+			case errors.Is(err, net.ErrClosed):
+				return
+			case !errors.Is(err, os.ErrDeadlineExceeded):
+				p.r.log.Debug("reading a public UDP port", "port", p.pp.key, "err", err)
+			}
+		} else {
+			p.forward(unmap(from), buf[:n], now.UnixNano())
+		}
+		if now.After(next) {
+			p.sweep(now.UnixNano())
+			next = now.Add(every)
+			p.conn.SetReadDeadline(next)
+		}
+	}
+}
+
+// sweepInterval is how often a port looks for expired flows: a flow ends
+// between idle and idle×1.25 after its last datagram.
+func sweepInterval(idle time.Duration) time.Duration {
+	return min(max(idle/4, 10*time.Millisecond), 15*time.Second)
+}
+
+// forward queues one visitor datagram on its flow's link, making the flow
+// if it is new. It never waits.
+func (p *udpPort) forward(from netip.AddrPort, data []byte, now int64) {
+	s := p.pp.session.Load()
+	if s == nil {
+		p.drops.noNode.Add(1)
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	f := p.flows[from]
+	if f != nil && (f.link.s != s || f.link.dead.Load()) {
+		p.forget(f) // its node reconnected, or its link died
+		f = nil
+	}
+	if f == nil {
+		if f = p.newFlow(s, from, now); f == nil {
+			return
+		}
+	}
+	f.touch(now)
+	if !f.link.q.put(mux.DatagramData, f.id, data) {
+		p.drops.tunnelFull.Add(1)
+	}
+}
+
+// newFlow makes a flow for a new visitor, or reports nil (counted) when the
+// mapping is at its cap with no quiet flow to replace, or no link can take
+// it. Call with p.mu held.
+func (p *udpPort) newFlow(s *relaySession, from netip.AddrPort, now int64) *relayFlow {
+	if p.order.len() >= p.r.cfg.UDPMaxFlows {
+		v, ok := p.order.victim(now, evictIdle(p.idle))
+		if !ok {
+			p.drops.flowCap.Add(1)
+			return nil
+		}
+		p.end(v)
+	}
+	l := p.linkFor(s, now)
+	if l == nil {
+		p.drops.tunnelFull.Add(1)
+		return nil
+	}
+	p.nextID++
+	f := &relayFlow{id: p.nextID, visitor: from, link: l}
+	if !l.q.put(mux.DatagramOpen, f.id, visitorBytes(from)) {
+		p.drops.tunnelFull.Add(1)
+		if l.perFlow {
+			l.q.abort()
+		}
+		return nil
+	}
+	f.elem = p.order.push(f)
+	p.flows[from] = f
+	l.flows[f.id] = f
+	return f
+}
+
+// visitorBytes is the payload of an open frame: the visitor's address.
+func visitorBytes(visitor netip.AddrPort) []byte {
+	b, _ := visitor.MarshalBinary()
+	return b
+}
+
+// linkFor returns the link a new flow of session s rides, opening one if
+// needed. Call with p.mu held.
+func (p *udpPort) linkFor(s *relaySession, now int64) *relayLink {
+	perFlow := p.r.cfg.udpStreamPerFlow
+	if !perFlow && p.link != nil && p.link.s == s && !p.link.dead.Load() {
+		return p.link
+	}
+	if now < p.retry {
+		return nil
+	}
+	l := &relayLink{p: p, s: s, q: newUDPQueue(), perFlow: perFlow, flows: make(map[uint32]*relayFlow)}
+	if !s.tasks.spawn(l.run) {
+		return nil
+	}
+	if !perFlow {
+		p.link = l
+	}
+	return l
+}
+
+// end ends flow f at the relay's initiative and tells the node. Call with
+// p.mu held.
+func (p *udpPort) end(f *relayFlow) {
+	p.forget(f)
+	f.link.q.put(mux.DatagramClose, f.id, nil) // if this is lost, the node's own idle timer ends the flow
+	if f.link.perFlow {
+		f.link.q.close()
+	}
+}
+
+// forget removes f from the port's tables. Call with p.mu held.
+func (p *udpPort) forget(f *relayFlow) {
+	if p.flows[f.visitor] == f {
+		delete(p.flows, f.visitor)
+	}
+	if f.elem != nil {
+		p.order.remove(f.elem)
+		f.elem = nil
+	}
+	delete(f.link.flows, f.id)
+}
+
+// sweep ends the flows that have been quiet for the idle timeout, and logs
+// what was dropped since the last sweep.
+func (p *udpPort) sweep(now int64) {
+	p.mu.Lock()
+	for _, f := range p.flows {
+		if f.quietFor(now) >= p.idle {
+			p.end(f)
+		}
+	}
+	p.mu.Unlock()
+	cur := [3]uint64{p.drops.noNode.Load(), p.drops.flowCap.Load(), p.drops.tunnelFull.Load()}
+	if cur != p.logged {
+		p.r.log.Info("UDP datagrams dropped", "port", p.pp.key,
+			"node_away", cur[0]-p.logged[0], "flow_cap", cur[1]-p.logged[1], "tunnel_full", cur[2]-p.logged[2])
+		p.logged = cur
+	}
+}
+
+// forgetAll drops every flow when the port closes; links end with their
+// sessions.
+func (p *udpPort) forgetAll() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, f := range p.flows {
+		p.end(f)
+	}
+	if p.link != nil {
+		p.link.q.close()
+	}
+}
+
+// flowCount returns how many flows the port holds.
+func (p *udpPort) flowCount() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.flows)
+}
+
+// udpFlows returns how many UDP flows the relay holds, over all ports.
+func (r *Relay) udpFlows() int {
+	r.mu.Lock()
+	ports := make([]*udpPort, 0, len(r.ports))
+	for _, pp := range r.ports {
+		if pp.udp != nil {
+			ports = append(ports, pp.udp)
+		}
+	}
+	r.mu.Unlock()
+	n := 0
+	for _, p := range ports {
+		n += p.flowCount()
+	}
+	return n
+}
+
+// run opens the link's stream and writes queued frames to it until the link
+// ends; then it forgets the link's flows.
+func (l *relayLink) run() {
+	defer l.forgetFlows()
+	st, err := l.s.ym.OpenStream()
+	if err != nil {
+		l.q.abort()
+		return
+	}
+	hdr, _ := mux.StreamHeader{Kind: mux.KindUDP, Port: uint16(l.p.pp.key.port)}.AppendBinary(nil)
+	if _, err := st.Write(hdr); err != nil {
+		l.q.abort()
+		st.Close()
+		return
+	}
+	read := make(chan struct{})
+	go func() {
+		defer close(read)
+		l.readReplies(st)
+	}()
+	if err := l.q.writeTo(st); err != nil {
+		l.die(st)
+	}
+	st.Close() // our half: the node ends its end and closes too
+	select {
+	case <-read:
+	case <-time.After(linkLinger):
+		l.die(st)
+		<-read
+	}
+}
+
+// linkLinger bounds how long a finished link waits for the node to close
+// its half.
+const linkLinger = 5 * time.Second
+
+// die ends the link at once, both ways.
+func (l *relayLink) die(st *yamux.Stream) {
+	l.dead.Store(true)
+	l.q.abort()
+	st.SetDeadline(time.Now()) // unblocks our own pending Read and Write
+	st.Close()
+}
+
+// readReplies reads the node's status, then its frames, sending each reply
+// to its flow's visitor.
+func (l *relayLink) readReplies(st *yamux.Stream) {
+	defer l.die(st)
+	var status [1]byte
+	if _, err := io.ReadFull(st, status[:]); err != nil || mux.Status(status[0]) != mux.StatusOK {
+		l.p.mu.Lock()
+		l.p.retry = time.Now().Add(linkRetryDelay).UnixNano()
+		l.p.mu.Unlock()
+		return
+	}
+	d := mux.NewDatagramReader(st, udpReadBufSize)
+	for {
+		g, err := d.Next()
+		if err != nil {
+			return
+		}
+		switch g.Type {
+		case mux.DatagramData:
+			l.p.mu.Lock()
+			f := l.flows[g.Flow]
+			l.p.mu.Unlock()
+			if f == nil {
+				continue // ended here while the reply was on its way
+			}
+			f.touch(time.Now().UnixNano())
+			l.p.conn.WriteToUDPAddrPort(g.Payload, f.visitor)
+		case mux.DatagramClose:
+			l.p.mu.Lock()
+			if f := l.flows[g.Flow]; f != nil {
+				l.p.forget(f)
+				if l.perFlow {
+					l.q.close()
+				}
+			}
+			l.p.mu.Unlock()
+		}
+	}
+}
+
+// forgetFlows removes the flows of a link that has ended.
+func (l *relayLink) forgetFlows() {
+	l.dead.Store(true)
+	l.p.mu.Lock()
+	defer l.p.mu.Unlock()
+	for _, f := range l.flows {
+		l.p.forget(f)
+	}
+	if l.p.link == l {
+		l.p.link = nil
+	}
+}
