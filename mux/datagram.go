@@ -69,7 +69,7 @@ func (t DatagramType) String() string {
 var ErrDatagramTooLarge = errors.New("datagram larger than 65,535 bytes")
 
 // Datagram is one decoded frame. Payload points into the reader's buffer and
-// is valid until the next call to Next.
+// is valid until a call to Next has to read from the stream (see Peek).
 type Datagram struct {
 	Type    DatagramType
 	Flow    uint32
@@ -144,9 +144,20 @@ func (d *DatagramReader) Next() (Datagram, error) {
 	return g, nil
 }
 
-// Buffered reports how many bytes have been read but not yet returned: a
-// caller may use it to tell whether another frame is at hand.
-func (d *DatagramReader) Buffered() int { return d.tail - d.head }
+// Peek reports the type and flow of the next frame if all of it has been
+// read already, so that Next returns it without reading. Payloads returned
+// earlier stay valid across such a Next: a caller may gather a run of frames.
+func (d *DatagramReader) Peek() (t DatagramType, flow uint32, ok bool) {
+	h := d.buf[d.head:d.tail]
+	if len(h) < DatagramHeaderSize {
+		return 0, 0, false
+	}
+	n := int(binary.BigEndian.Uint16(h[sizeOfDatagramType+sizeOfFlow:]))
+	if len(h) < DatagramHeaderSize+n {
+		return 0, 0, false
+	}
+	return DatagramType(h[0]), binary.BigEndian.Uint32(h[sizeOfDatagramType:]), true
+}
 
 // fill reads until at least n unread bytes are buffered. n never exceeds
 // the buffer, which holds the largest frame.

@@ -54,6 +54,9 @@ func TestDatagramRoundTrip(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			d := NewDatagramReader(mk(), 0)
 			for i, w := range want {
+				if typ, flow, ok := d.Peek(); ok && (typ != w.Type || flow != w.Flow) {
+					t.Fatalf("frame %d: Peek says %v flow %d, want %v flow %d", i, typ, flow, w.Type, w.Flow)
+				}
 				g, err := d.Next()
 				if err != nil {
 					t.Fatalf("frame %d: %v", i, err)
@@ -72,6 +75,34 @@ func TestDatagramRoundTrip(t *testing.T) {
 
 // A stream that ends inside a frame is an unexpected EOF, never a short
 // datagram passed on as if whole.
+// Payloads gathered while Peek reports whole frames stay intact: a run of
+// datagrams can be sent at once.
+func TestDatagramPeekKeepsPayloads(t *testing.T) {
+	var wire []byte
+	for i := range 50 {
+		wire, _ = AppendDatagram(wire, DatagramData, 1, bytes.Repeat([]byte{byte(i)}, 1400))
+	}
+	d := NewDatagramReader(iotest.HalfReader(bytes.NewReader(wire)), 0)
+	seen := 0
+	for seen < 50 {
+		g, err := d.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		run := [][]byte{g.Payload}
+		for _, _, ok := d.Peek(); ok; _, _, ok = d.Peek() {
+			g, _ := d.Next()
+			run = append(run, g.Payload)
+		}
+		for i, p := range run {
+			if !bytes.Equal(p, bytes.Repeat([]byte{byte(seen + i)}, 1400)) {
+				t.Fatalf("datagram %d of a run was overwritten", seen+i)
+			}
+		}
+		seen += len(run)
+	}
+}
+
 func TestDatagramTruncated(t *testing.T) {
 	wire, _ := AppendDatagram(nil, DatagramData, 7, bytes.Repeat([]byte{1}, 1400))
 	for _, cut := range []int{1, DatagramHeaderSize - 1, DatagramHeaderSize, len(wire) - 1} {

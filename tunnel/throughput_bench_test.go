@@ -69,6 +69,12 @@ func benchSink(b *testing.B) string {
 // benchTunnel starts a relay and a node exposing target; it returns the
 // public address.
 func benchTunnel(b *testing.B, target string) string {
+	return benchTunnelFor(b, Expose{Network: "tcp", Local: target}, false)
+}
+
+// benchTunnelFor starts a relay and a node exposing e; it returns the public
+// address. udpStreamPerFlow picks the relay's UDP framing.
+func benchTunnelFor(b *testing.B, e Expose, udpStreamPerFlow bool) string {
 	dir := b.TempDir()
 	maps, err := registry.OpenMappings(filepath.Join(dir, registry.MappingFileName))
 	if err != nil {
@@ -76,7 +82,8 @@ func benchTunnel(b *testing.B, target string) string {
 	}
 	rng, _ := portalloc.ParseRange("47000-47999", false)
 	token := []byte("bench")
-	relay, err := NewRelay(RelayConfig{Name: "r", PublicHost: "127.0.0.1", BindHost: "127.0.0.1", Token: token, Ports: rng, Mappings: maps})
+	relay, err := NewRelay(RelayConfig{Name: "r", PublicHost: "127.0.0.1", BindHost: "127.0.0.1", Token: token, Ports: rng, Mappings: maps,
+		udpStreamPerFlow: udpStreamPerFlow})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -90,7 +97,7 @@ func benchTunnel(b *testing.B, target string) string {
 	_, key, _ := ed25519.GenerateKey(rand.Reader)
 	ready := make(chan Connected, 1)
 	node, err := NewNode(NodeConfig{Relay: ln.Addr().String(), Token: token, Key: key,
-		Exposes: []Expose{{Network: "tcp", Local: target}},
+		Exposes: []Expose{e},
 		OnReady: func(c Connected) { ready <- c }})
 	if err != nil {
 		b.Fatal(err)

@@ -46,6 +46,7 @@ type nodeLink struct {
 	local *net.UDPAddr
 	table *nodeUDPTable
 	q     *udpQueue
+	w     udpWriter      // the frame reader's, for runs of datagrams
 	wg    sync.WaitGroup // flow readers
 
 	mu    sync.Mutex
@@ -147,6 +148,8 @@ func (l *nodeLink) abort() {
 // readFrames handles the relay's frames until the stream ends.
 func (l *nodeLink) readFrames() {
 	d := mux.NewDatagramReader(l.st, udpReadBufSize)
+	const maxRun = 64
+	run := make([][]byte, 0, maxRun)
 	for {
 		g, err := d.Next()
 		if err != nil {
@@ -164,8 +167,14 @@ func (l *nodeLink) readFrames() {
 				continue
 			}
 			f.touch(time.Now().UnixNano())
-			if _, err := f.conn.Write(g.Payload); err != nil {
-				l.localErrs.Add(1) // the service is down or full: the visitor hears nothing
+			// Send the whole run of this flow's datagrams at hand at once.
+			run = append(run[:0], g.Payload)
+			for t, flow, ok := d.Peek(); ok && t == mux.DatagramData && flow == g.Flow && len(run) < maxRun; t, flow, ok = d.Peek() {
+				g, _ := d.Next()
+				run = append(run, g.Payload)
+			}
+			if failed := l.w.write(f.conn, run); failed > 0 {
+				l.localErrs.Add(uint64(failed)) // the service is down or full: the visitor hears nothing
 			}
 		case mux.DatagramOpen:
 			l.open(g.Flow, g.Payload)

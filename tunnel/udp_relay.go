@@ -92,22 +92,22 @@ func newUDPPort(r *Relay, pp *publicPort, conn *net.UDPConn) *udpPort {
 // serve reads visitors' datagrams until the port is closed.
 func (p *udpPort) serve() {
 	defer p.forgetAll()
-	buf := make([]byte, maxUDPPayload)
+	rd := newUDPReader(p.conn)
 	every := sweepInterval(p.idle)
 	next := time.Now().Add(every)
 	p.conn.SetReadDeadline(next)
 	for {
-		n, from, err := p.conn.ReadFromUDPAddrPort(buf)
+		n, err := rd.read()
 		now := time.Now()
-		if err != nil {
-			switch {
-			case errors.Is(err, net.ErrClosed):
-				return
-			case !errors.Is(err, os.ErrDeadlineExceeded):
-				p.r.log.Debug("reading a public UDP port", "port", p.pp.key, "err", err)
-			}
-		} else {
-			p.forward(unmap(from), buf[:n], now.UnixNano())
+		switch {
+		case err == nil:
+			p.forward(rd, n, now.UnixNano())
+			rd.release()
+		case errors.Is(err, net.ErrClosed):
+			return
+		case !errors.Is(err, os.ErrDeadlineExceeded):
+			p.r.log.Debug("reading a public UDP port", "port", p.pp.key, "err", err)
+			time.Sleep(5 * time.Millisecond) // whatever it is, don't spin on it
 		}
 		if now.After(next) {
 			p.sweep(now.UnixNano())
@@ -123,29 +123,33 @@ func sweepInterval(idle time.Duration) time.Duration {
 	return min(max(idle/4, 10*time.Millisecond), 15*time.Second)
 }
 
-// forward queues one visitor datagram on its flow's link, making the flow
-// if it is new. It never waits.
-func (p *udpPort) forward(from netip.AddrPort, data []byte, now int64) {
+// forward queues n visitor datagrams just read on their flows' links,
+// making flows for new visitors. It never waits.
+func (p *udpPort) forward(rd *udpReader, n int, now int64) {
 	s := p.pp.session.Load()
 	if s == nil {
-		p.drops.noNode.Add(1)
+		p.drops.noNode.Add(uint64(n))
 		return
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	f := p.flows[from]
-	if f != nil && (f.link.s != s || f.link.dead.Load()) {
-		p.forget(f) // its node reconnected, or its link died
-		f = nil
-	}
-	if f == nil {
-		if f = p.newFlow(s, from, now); f == nil {
-			return
+	for i := range n {
+		data, from := rd.datagram(i)
+		from = unmap(from)
+		f := p.flows[from]
+		if f != nil && (f.link.s != s || f.link.dead.Load()) {
+			p.forget(f) // its node reconnected, or its link died
+			f = nil
 		}
-	}
-	f.touch(now)
-	if !f.link.q.put(mux.DatagramData, f.id, data) {
-		p.drops.tunnelFull.Add(1)
+		if f == nil {
+			if f = p.newFlow(s, from, now); f == nil {
+				continue
+			}
+		}
+		f.touch(now)
+		if !f.link.q.put(mux.DatagramData, f.id, data) {
+			p.drops.tunnelFull.Add(1)
+		}
 	}
 }
 
