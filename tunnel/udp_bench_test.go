@@ -216,40 +216,45 @@ func startProbe(b *testing.B, addr string) probe {
 	}}
 }
 
-// BenchmarkUDPFlowMemory opens flows through relay and node (both in this
-// process) and reports what each costs them together: heap and stack bytes
-// and goroutines per flow, for each framing. b.N is the number of flows.
+// BenchmarkUDPFlowMemory opens 500 flows through a fresh relay and node
+// (both in this process) per op and reports what a flow costs them
+// together, for each framing: heap and stack bytes, and goroutines.
 func BenchmarkUDPFlowMemory(b *testing.B) {
+	const flows = 500
 	for _, tc := range []struct {
 		name    string
 		perFlow bool
 	}{{"stream-per-mapping", false}, {"stream-per-flow", true}} {
 		b.Run(tc.name, func(b *testing.B) {
 			echo := startUDPSink(b)
-			addr := benchTunnelFor(b, Expose{Network: "udp", Local: echo.addr}, tc.perFlow)
-			n := min(b.N, 1000) // the flow cap is 1024
-			conns := make([]*net.UDPConn, n)
-			for i := range conns {
-				conns[i] = benchDial(b, addr)
-				defer conns[i].Close()
-			}
-			before, g0 := memInUse()
-			b.ResetTimer()
-			msg := []byte{probeMark, 1, 2, 3}
-			buf := make([]byte, 16)
-			for _, c := range conns {
-				for range 3 { // a datagram may be lost; one echo proves the flow is open
-					c.Write(msg)
-					c.SetReadDeadline(time.Now().Add(time.Second))
-					if _, err := c.Read(buf); err == nil {
-						break
+			var bytes, goroutines float64
+			for range b.N {
+				addr := benchTunnelFor(b, Expose{Network: "udp", Local: echo.addr}, tc.perFlow)
+				conns := make([]*net.UDPConn, flows)
+				for i := range conns {
+					conns[i] = benchDial(b, addr)
+				}
+				before, g0 := memInUse()
+				msg := []byte{probeMark, 1, 2, 3}
+				buf := make([]byte, 16)
+				for _, c := range conns {
+					for range 3 { // a datagram may be lost; one echo proves the flow is open
+						c.Write(msg)
+						c.SetReadDeadline(time.Now().Add(time.Second))
+						if _, err := c.Read(buf); err == nil {
+							break
+						}
 					}
 				}
+				after, g1 := memInUse()
+				bytes += float64(after-before) / flows
+				goroutines += float64(g1-g0) / flows
+				for _, c := range conns {
+					c.Close()
+				}
 			}
-			b.StopTimer()
-			after, g1 := memInUse()
-			b.ReportMetric(float64(after-before)/float64(n), "B/flow")
-			b.ReportMetric(float64(g1-g0)/float64(n), "goroutines/flow")
+			b.ReportMetric(bytes/float64(b.N), "B/flow")
+			b.ReportMetric(goroutines/float64(b.N), "goroutines/flow")
 		})
 	}
 }
