@@ -143,9 +143,11 @@ func (r *udpReader) release() {
 type udpWriter struct {
 	msgs    [udpBatch]mmsghdr
 	iovs    [udpBatch]syscall.Iovec
-	scratch []byte // a GSO run, end to end
-	oob     []byte // the UDP_SEGMENT control message
-	noGSO   bool   // the kernel refused GSO once: don't ask again
+	names   [udpBatch]syscall.RawSockaddrInet6 // writeTo's destinations
+	family  int                                // writeTo's socket: AF_INET or AF_INET6; 0 until known
+	scratch []byte                             // a GSO run, end to end
+	oob     []byte                             // the UDP_SEGMENT control message
+	noGSO   bool                               // the kernel refused GSO once: don't ask again
 }
 
 const (
@@ -266,32 +268,111 @@ func (w *udpWriter) sendMulti(rc syscall.RawConn, payloads [][]byte) (failed int
 			w.iovs[i].SetLen(len(p))
 			w.msgs[i].hdr = syscall.Msghdr{Iov: &w.iovs[i], Iovlen: 1}
 		}
-		var sent int
-		var errno syscall.Errno
-		werr := rc.Write(func(fd uintptr) bool {
-			for {
-				got, _, e := syscall.Syscall6(sysSendmmsg, fd, uintptr(unsafe.Pointer(&w.msgs[0])), uintptr(n), 0, 0, 0)
-				switch e {
-				case syscall.EINTR:
-					continue
-				case syscall.EAGAIN:
-					return false // wait until writable
-				case 0:
-					sent = int(got)
-				default:
-					errno = e
-				}
-				return true
-			}
-		})
-		if werr != nil {
+		sent, ok := w.sendmmsg(rc, n)
+		if !ok {
 			return failed + len(payloads)
 		}
-		if errno != 0 || sent == 0 {
+		if sent == 0 {
 			sent = 1 // the first datagram failed (an ICMP error was pending); go on after it
 			failed++
 		}
 		payloads = payloads[sent:]
 	}
 	return failed
+}
+
+// writeTo sends payloads[i] to to[i] on the unbound-peer socket c (a
+// relay's public port), up to udpBatch per sendmmsg, and returns how many
+// failed.
+func (w *udpWriter) writeTo(c *net.UDPConn, payloads [][]byte, to []netip.AddrPort) (failed int) {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return len(payloads)
+	}
+	if w.family == 0 {
+		w.family = syscall.AF_INET6
+		rc.Control(func(fd uintptr) {
+			if d, err := syscall.GetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_DOMAIN); err == nil {
+				w.family = d
+			}
+		})
+	}
+	for len(payloads) > 0 {
+		n := 0
+		for n < len(payloads) && n < udpBatch {
+			namelen, ok := w.sockaddr(&w.names[n], to[n])
+			if !ok { // an IPv6 visitor on an IPv4 socket cannot be: skip it
+				payloads, to = append(payloads[:n:n], payloads[n+1:]...), append(to[:n:n], to[n+1:]...)
+				failed++
+				continue
+			}
+			p := payloads[n]
+			w.iovs[n].Base = nil
+			if len(p) > 0 {
+				w.iovs[n].Base = &p[0]
+			}
+			w.iovs[n].SetLen(len(p))
+			w.msgs[n].hdr = syscall.Msghdr{Name: (*byte)(unsafe.Pointer(&w.names[n])), Namelen: namelen, Iov: &w.iovs[n], Iovlen: 1}
+			n++
+		}
+		if n == 0 {
+			break
+		}
+		sent, ok := w.sendmmsg(rc, n)
+		if !ok {
+			return failed + len(payloads)
+		}
+		if sent == 0 {
+			sent = 1 // the first datagram failed (no route to its visitor, say); go on after it
+			failed++
+		}
+		payloads, to = payloads[sent:], to[sent:]
+	}
+	return failed
+}
+
+// sockaddr writes ap as the socket's family wants it and returns its length.
+func (w *udpWriter) sockaddr(sa *syscall.RawSockaddrInet6, ap netip.AddrPort) (uint32, bool) {
+	port := ap.Port()
+	if w.family == syscall.AF_INET {
+		if !ap.Addr().Is4() {
+			return 0, false
+		}
+		sa4 := (*syscall.RawSockaddrInet4)(unsafe.Pointer(sa))
+		*sa4 = syscall.RawSockaddrInet4{Family: syscall.AF_INET, Addr: ap.Addr().As4()}
+		pp := (*[2]byte)(unsafe.Pointer(&sa4.Port))
+		pp[0], pp[1] = byte(port>>8), byte(port)
+		return syscall.SizeofSockaddrInet4, true
+	}
+	*sa = syscall.RawSockaddrInet6{Family: syscall.AF_INET6, Addr: ap.Addr().As16()}
+	if z := ap.Addr().Zone(); z != "" {
+		if id, err := strconv.ParseUint(z, 10, 32); err == nil {
+			sa.Scope_id = uint32(id)
+		} else if ifi, err := net.InterfaceByName(z); err == nil {
+			sa.Scope_id = uint32(ifi.Index)
+		}
+	}
+	pp := (*[2]byte)(unsafe.Pointer(&sa.Port))
+	pp[0], pp[1] = byte(port>>8), byte(port)
+	return syscall.SizeofSockaddrInet6, true
+}
+
+// sendmmsg sends the first n prepared messages; ok is false when the
+// socket is closed. sent is 0 when the first message failed.
+func (w *udpWriter) sendmmsg(rc syscall.RawConn, n int) (sent int, ok bool) {
+	err := rc.Write(func(fd uintptr) bool {
+		for {
+			got, _, e := syscall.Syscall6(sysSendmmsg, fd, uintptr(unsafe.Pointer(&w.msgs[0])), uintptr(n), 0, 0, 0)
+			switch e {
+			case syscall.EINTR:
+				continue
+			case syscall.EAGAIN:
+				return false // wait until writable
+			case 0:
+				sent = int(got)
+			}
+			return true
+		}
+	})
+	return sent, err == nil
 }

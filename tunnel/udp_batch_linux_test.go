@@ -5,6 +5,7 @@ package tunnel
 import (
 	"bytes"
 	"net"
+	"net/netip"
 	"testing"
 	"time"
 )
@@ -47,6 +48,43 @@ func TestUDPWriterKeepsDatagrams(t *testing.T) {
 		}
 		if !bytes.Equal(buf[:n], want) {
 			t.Fatalf("datagram %d: got %d bytes, want %d (equal: %v)", i, n, len(want), bytes.Equal(buf[:n], want))
+		}
+	}
+}
+
+// writeTo sends each datagram of a run to its own destination, whole.
+func TestUDPWriterWriteToKeepsDestinations(t *testing.T) {
+	var rxs [3]*net.UDPConn
+	var to []netip.AddrPort
+	for i := range rxs {
+		c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		rxs[i] = c
+	}
+	tx, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Close()
+	var payloads [][]byte
+	for i := range 40 {
+		payloads = append(payloads, bytes.Repeat([]byte{byte(i)}, 100+i*300))
+		to = append(to, rxs[i%3].LocalAddr().(*net.UDPAddr).AddrPort())
+	}
+	var w udpWriter
+	if failed := w.writeTo(tx, payloads, to); failed != 0 {
+		t.Fatalf("%d datagrams failed", failed)
+	}
+	buf := make([]byte, maxUDPPayload)
+	for i, want := range payloads {
+		rx := rxs[i%3]
+		rx.SetReadDeadline(time.Now().Add(2 * time.Second))
+		n, err := rx.Read(buf)
+		if err != nil || !bytes.Equal(buf[:n], want) {
+			t.Fatalf("datagram %d at receiver %d: %d bytes, %v; want %d bytes", i, i%3, n, err, len(want))
 		}
 	}
 }

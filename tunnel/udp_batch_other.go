@@ -45,3 +45,13 @@ func (w *udpWriter) write(c *net.UDPConn, payloads [][]byte) (failed int) {
 	}
 	return failed
 }
+
+// writeTo sends payloads[i] to to[i] on c and returns how many failed.
+func (w *udpWriter) writeTo(c *net.UDPConn, payloads [][]byte, to []netip.AddrPort) (failed int) {
+	for i, p := range payloads {
+		if _, err := c.WriteToUDPAddrPort(p, to[i]); err != nil {
+			failed++
+		}
+	}
+	return failed
+}

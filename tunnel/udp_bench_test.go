@@ -6,8 +6,11 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"runtime"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -26,6 +29,9 @@ import (
 //   - offered-Mbit/s: what the sender managed to send (it shares the CPUs)
 //   - cpu-ns/datagram: CPU time (user and system) of the whole process —
 //     sender, sink, and relay and node if any — per datagram sent
+//   - sink-drop-%, relay-drop-%: datagrams the kernel dropped because the
+//     sink's or the relay's public socket was full (Linux; what is left of
+//     the loss was dropped by the tunnel itself)
 //   - rtt-p50-µs, rtt-p99-µs: round trips of a small probe datagram every
 //     millisecond on a flow of its own, under that load
 //
@@ -115,6 +121,8 @@ func benchUDPLoad(b *testing.B, sink *udpSink, addr string, mbit, flows int) {
 	interval := time.Duration(float64(time.Second) * benchDatagram * 8 / (float64(mbit) * 1e6))
 	buf := make([]byte, benchDatagram)
 	before := sink.count.Load()
+	sinkPort, publicPort := portNumber(sink.addr), portNumber(addr)
+	sinkDrops0, publicDrops0 := socketDrops(sinkPort), socketDrops(publicPort)
 	cpu0 := cpuTime()
 	b.SetBytes(benchDatagram)
 	b.ResetTimer()
@@ -130,12 +138,17 @@ func benchUDPLoad(b *testing.B, sink *udpSink, addr string, mbit, flows int) {
 	rtts := probe.stop()
 	delivered := waitQuiet(&sink.count) - before
 	cpu := cpuTime() - cpu0
+	sinkDrops := socketDrops(sinkPort) - sinkDrops0
 
 	seconds := sent.Seconds()
 	b.ReportMetric(float64(delivered)*benchDatagram*8/seconds/1e6, "delivered-Mbit/s")
 	b.ReportMetric(float64(b.N)*benchDatagram*8/seconds/1e6, "offered-Mbit/s")
 	b.ReportMetric(100*float64(int64(b.N)-delivered)/float64(b.N), "loss-%")
 	b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N), "cpu-ns/datagram")
+	b.ReportMetric(100*float64(sinkDrops)/float64(b.N), "sink-drop-%")
+	if publicPort != sinkPort {
+		b.ReportMetric(100*float64(socketDrops(publicPort)-publicDrops0)/float64(b.N), "relay-drop-%")
+	}
 	if len(rtts) > 0 {
 		slices.Sort(rtts)
 		b.ReportMetric(float64(rtts[len(rtts)/2].Microseconds()), "rtt-p50-µs")
@@ -273,4 +286,26 @@ func cpuTime() time.Duration {
 	var ru syscall.Rusage
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func portNumber(addr string) int {
+	return int(netip.MustParseAddrPort(addr).Port())
+}
+
+// socketDrops returns the drop count Linux keeps for the IPv4 UDP socket
+// bound to 127.0.0.1:port (0 where /proc/net/udp is not to be had).
+func socketDrops(port int) int64 {
+	data, err := os.ReadFile("/proc/net/udp")
+	if err != nil {
+		return 0
+	}
+	local := fmt.Sprintf("0100007F:%04X", port)
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 13 && f[1] == local {
+			n, _ := strconv.ParseInt(f[12], 10, 64)
+			return n
+		}
+	}
+	return 0
 }

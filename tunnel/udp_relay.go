@@ -344,6 +344,12 @@ func (l *relayLink) readReplies(st *yamux.Stream) {
 		return
 	}
 	d := mux.NewDatagramReader(st, udpReadBufSize)
+	const maxRun = 64
+	var (
+		w        udpWriter
+		payloads = make([][]byte, 0, maxRun)
+		to       = make([]netip.AddrPort, 0, maxRun)
+	)
 	for {
 		g, err := d.Next()
 		if err != nil {
@@ -351,14 +357,23 @@ func (l *relayLink) readReplies(st *yamux.Stream) {
 		}
 		switch g.Type {
 		case mux.DatagramData:
+			// Send the run of replies at hand at once, each to its flow's
+			// visitor; a reply for a flow ended here is dropped.
+			payloads, to = payloads[:0], to[:0]
+			now := time.Now().UnixNano()
 			l.p.mu.Lock()
-			f := l.flows[g.Flow]
-			l.p.mu.Unlock()
-			if f == nil {
-				continue // ended here while the reply was on its way
+			for {
+				if f := l.flows[g.Flow]; f != nil {
+					f.touch(now)
+					payloads, to = append(payloads, g.Payload), append(to, f.visitor)
+				}
+				if t, _, ok := d.Peek(); !ok || t != mux.DatagramData || len(payloads) == maxRun {
+					break
+				}
+				g, _ = d.Next()
 			}
-			f.touch(time.Now().UnixNano())
-			l.p.conn.WriteToUDPAddrPort(g.Payload, f.visitor)
+			l.p.mu.Unlock()
+			w.writeTo(l.p.conn, payloads, to)
 		case mux.DatagramClose:
 			l.p.mu.Lock()
 			if f := l.flows[g.Flow]; f != nil {

@@ -423,3 +423,35 @@ func TestUDPPortSurvivesReconnect(t *testing.T) {
 		t.Fatalf("after the reconnect: %q, %v", got, err)
 	}
 }
+
+// A burst of datagrams of mixed sizes comes back whole: none merged, cut or
+// changed on the way through, in either direction.
+func TestUDPBurstComesBackWhole(t *testing.T) {
+	leakCheck(t)
+	echo := startUDPEcho(t)
+	r := startRelay(t, relayOpts{})
+	_, ms := startNode(t, r, []Expose{udpExpose(echo)}, nil)
+	c := udpVisitor(t, portOf(t, ms, "UDP", echo))
+
+	sizes := []int{1400, 1400, 1400, 700, 1400, 1, 8000, 1400, 1400, 60000}
+	sent := map[string]int{} // a multiset: one-byte datagrams repeat
+	for i := range 200 {
+		b := payload(uint64(i), sizes[i%len(sizes)])
+		sent[string(b)]++
+		if _, err := c.Write(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	buf := make([]byte, maxUDPPayload)
+	for got := 0; got < 200; got++ {
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		n, err := c.Read(buf)
+		if err != nil {
+			t.Fatalf("after %d of 200 echoes: %v", got, err)
+		}
+		if sent[string(buf[:n])] == 0 {
+			t.Fatalf("echo %d: %d bytes that were never sent as one datagram", got, n)
+		}
+		sent[string(buf[:n])]--
+	}
+}
