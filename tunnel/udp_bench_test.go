@@ -156,12 +156,13 @@ func benchUDPLoad(b *testing.B, sink *udpSink, addr string, mbit, flows int) {
 	}
 }
 
-// waitQuiet waits until n has stopped growing for 50 ms (at most 3 s) and
-// returns it: the datagrams in flight have arrived or are lost.
+// waitQuiet waits until n has stopped growing for 250 ms (at most 5 s) and
+// returns it: the datagrams in flight have arrived or are lost. (On a busy
+// machine a shorter pause can be a relay or node waiting for a CPU.)
 func waitQuiet(n *atomic.Int64) int64 {
 	last := n.Load()
-	for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); {
-		time.Sleep(50 * time.Millisecond)
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); {
+		time.Sleep(250 * time.Millisecond)
 		cur := n.Load()
 		if cur == last {
 			break

@@ -305,7 +305,7 @@ func (l *nodeLink) readReplies(f *nodeFlow) {
 		switch {
 		case err == nil:
 			f.touch(now.UnixNano())
-			l.q.put(mux.DatagramData, f.id, (*buf)[:n]) // a full queue drops and counts
+			l.q.putData(f.id, (*buf)[:n], now.UnixNano()) // a full or stuck queue drops and counts
 			udpBufs.Put(buf)
 		case errors.Is(err, os.ErrDeadlineExceeded):
 			quiet := f.quietFor(now.UnixNano())

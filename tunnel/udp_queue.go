@@ -1,6 +1,7 @@
 package tunnel
 
 import (
+	"cmp"
 	"container/list"
 	"io"
 	"sync"
@@ -18,11 +19,14 @@ const (
 	// defaultUDPMaxFlows caps the flows of one UDP mapping.
 	defaultUDPMaxFlows = 1024
 
-	// udpQueueBytes bounds the frames waiting for one UDP link's writer.
-	// At 1 Gbit/s it is 8 ms of traffic: enough to ride out a scheduling
-	// hiccup on a busy machine, short enough that a link which cannot keep
-	// up costs datagrams, not seconds of latency.
-	udpQueueBytes = 1 << 20
+	// udpQueueBytes bounds the frames waiting for one UDP link's writer,
+	// and udpQueueDelay how long they may wait: a datagram is dropped rather
+	// than queued behind others that have waited that long. At 1 Gbit/s the
+	// bytes are 33 ms of traffic, enough to ride out a busy machine's
+	// scheduling stalls; on a slower link the delay bounds what a link that
+	// cannot keep up adds to latency.
+	udpQueueBytes = 4 << 20
+	udpQueueDelay = 100 * time.Millisecond
 
 	// udpReadBufSize is what a UDP link reads from its stream at once.
 	udpReadBufSize = 256 << 10
@@ -53,8 +57,9 @@ type udpQueue struct {
 	mu      sync.Mutex
 	pending []byte
 	spare   []byte
-	closed  bool // no more frames; the writer ends once pending is written
-	aborted bool // the writer ends now; pending is discarded
+	since   int64 // when pending last went from empty to not, unix ns
+	closed  bool  // no more frames; the writer ends once pending is written
+	aborted bool  // the writer ends now; pending is discarded
 
 	wake    chan struct{} // one token: pending went from empty to not
 	dropped atomic.Uint64 // frames refused because the queue was full
@@ -62,20 +67,37 @@ type udpQueue struct {
 
 func newUDPQueue() *udpQueue { return &udpQueue{wake: make(chan struct{}, 1)} }
 
-// put queues one frame. It reports false, counting a drop, when the queue is
-// full, and false without counting once the queue is closed.
+// put queues one control frame (open or close). It reports false, counting
+// a drop, when the queue is full, and false without counting once the queue
+// is closed.
 func (q *udpQueue) put(t mux.DatagramType, flow uint32, payload []byte) bool {
+	return q.putAt(t, flow, payload, 0)
+}
+
+// putData queues one datagram that arrived at now (unix ns). Besides a full
+// queue, it drops the datagram when what is queued has waited longer than
+// udpQueueDelay: the writer is stuck, and a late datagram is worth less
+// than the latency it would add to every one after it.
+func (q *udpQueue) putData(flow uint32, payload []byte, now int64) bool {
+	return q.putAt(mux.DatagramData, flow, payload, now)
+}
+
+func (q *udpQueue) putAt(t mux.DatagramType, flow uint32, payload []byte, now int64) bool {
 	q.mu.Lock()
 	if q.closed {
 		q.mu.Unlock()
 		return false
 	}
-	if len(q.pending)+mux.DatagramHeaderSize+len(payload) > udpQueueBytes {
+	first := len(q.pending) == 0
+	if len(q.pending)+mux.DatagramHeaderSize+len(payload) > udpQueueBytes ||
+		(now != 0 && !first && now-q.since > int64(udpQueueDelay)) {
 		q.mu.Unlock()
 		q.dropped.Add(1)
 		return false
 	}
-	first := len(q.pending) == 0
+	if first {
+		q.since = cmp.Or(now, time.Now().UnixNano())
+	}
 	q.pending, _ = mux.AppendDatagram(q.pending, t, flow, payload) // payloads come from sockets: ≤ 65,535
 	q.mu.Unlock()
 	if first {

@@ -133,7 +133,7 @@ func (p *udpPort) forward(rd *udpReader, n int, now int64) {
 			}
 		}
 		f.touch(now)
-		if !f.link.q.put(mux.DatagramData, f.id, data) {
+		if !f.link.q.putData(f.id, data, now) {
 			p.drops.tunnelFull.Add(1)
 		}
 	}
