@@ -464,3 +464,39 @@ func TestUDPBurstComesBackWhole(t *testing.T) {
 		t.Fatalf("%d of %d datagrams came back", got, n)
 	}
 }
+
+// A relay restarted on the same mapping file binds its UDP ports again: an
+// absent node's port stays reserved, and a reconnecting node gets its port
+// back and carries datagrams again.
+func TestRelayRestartKeepsUDPPorts(t *testing.T) {
+	leakCheck(t)
+	echo, echoAway := startUDPEcho(t), startUDPEcho(t)
+	r := startRelay(t, relayOpts{})
+	n, ms := startNode(t, r, []Expose{udpExpose(echo)}, nil)
+	port := portOf(t, ms, "UDP", echo)
+	away, ms := startNode(t, r, []Expose{udpExpose(echoAway)}, nil)
+	awayPort := portOf(t, ms, "UDP", echoAway)
+	away.Stop()
+
+	r.Stop()
+	startRelay(t, relayOpts{Ports: r.Ports, Addr: r.Addr, MapsPath: r.MapsPath})
+	if got := portOf(t, n.nextReady(t, 5*time.Second).Mappings, "UDP", echo); got != port {
+		t.Fatalf("after the relay restart the node got port %d, had %d", got, port)
+	}
+	if got, err := roundTrip(udpVisitor(t, port), []byte("again")); err != nil || string(got) != "again" {
+		t.Fatalf("after the restart: %q, %v", got, err)
+	}
+	if !eventually(2*time.Second, func() bool { return udpPortHeld(awayPort) }) {
+		t.Fatalf("the restarted relay did not keep UDP port %d bound for its absent node", awayPort)
+	}
+}
+
+// udpPortHeld reports whether a UDP socket holds port on 127.0.0.1.
+func udpPortHeld(port int) bool {
+	c, err := net.ListenPacket("udp", localAddr(port))
+	if err != nil {
+		return true
+	}
+	c.Close()
+	return false
+}
