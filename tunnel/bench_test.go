@@ -8,7 +8,6 @@ import (
 	"io"
 	"net"
 	"path/filepath"
-	"syscall"
 	"testing"
 	"time"
 
@@ -29,12 +28,14 @@ var benchToken = []byte("bench")
 // ephemeral range, away from the tests' ranges.
 const benchPorts = "61000-61999"
 
-// benchRelayOpts configure benchRelay; zero values mean plaintext and no
-// relay registry or IP table.
+// benchRelayOpts configure benchRelay; zero values mean plaintext, no
+// relay registry or IP table, and one UDP stream per mapping.
 type benchRelayOpts struct {
 	TLS     *tls.Config
 	Relays  *registry.Servers
 	IPTable *iptable.File
+
+	UDPStreamPerFlow bool
 }
 
 // benchRelay serves a relay on loopback until the benchmark ends and returns
@@ -47,7 +48,7 @@ func benchRelay(b *testing.B, o benchRelayOpts) (string, *Relay) {
 	rng, _ := portalloc.ParseRange(benchPorts, false)
 	relay, err := NewRelay(RelayConfig{Name: "r", PublicHost: "127.0.0.1", BindHost: "127.0.0.1", Token: benchToken,
 		Ports: rng, Mappings: maps, TLS: o.TLS, Relays: o.Relays, IPTable: o.IPTable,
-		Limits: Limits{SessionsPerAddress: 1 << 20}})
+		Limits: Limits{SessionsPerAddress: 1 << 20}, udpStreamPerFlow: o.UDPStreamPerFlow})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -62,15 +63,27 @@ func benchRelay(b *testing.B, o benchRelayOpts) (string, *Relay) {
 	return ln.Addr().String(), relay
 }
 
-// benchTunnel starts a relay and a node exposing target, with TLS on the
-// control connection if secure; it returns the public address.
+// benchTunnel starts a relay and a node exposing the TCP service target,
+// with TLS on the control connection if secure; it returns the public
+// address.
 func benchTunnel(b *testing.B, target string, secure bool) string {
+	return benchTunnelWith(b, Expose{Network: "tcp", Local: target}, secure, benchRelayOpts{})
+}
+
+// benchTunnelFor starts a plaintext relay and a node exposing e; it returns
+// the public address. udpStreamPerFlow picks the relay's UDP framing.
+func benchTunnelFor(b *testing.B, e Expose, udpStreamPerFlow bool) string {
+	return benchTunnelWith(b, e, false, benchRelayOpts{UDPStreamPerFlow: udpStreamPerFlow})
+}
+
+func benchTunnelWith(b *testing.B, e Expose, secure bool, o benchRelayOpts) string {
 	serverTLS, nodeTLS := benchTLS(b, b.TempDir(), secure)
-	addr, _ := benchRelay(b, benchRelayOpts{TLS: serverTLS})
+	o.TLS = serverTLS
+	addr, _ := benchRelay(b, o)
 	_, key, _ := ed25519.GenerateKey(rand.Reader)
 	ready := make(chan Connected, 1)
 	node, err := NewNode(NodeConfig{Relay: addr, Token: benchToken, Key: key, TLS: nodeTLS,
-		Exposes: []Expose{{Network: "tcp", Local: target}},
+		Exposes: []Expose{e},
 		OnReady: func(c Connected) { ready <- c }})
 	if err != nil {
 		b.Fatal(err)
@@ -159,10 +172,4 @@ func benchPong(b *testing.B) string {
 func cpuMeter(b *testing.B) (stop func()) {
 	start := cpuTime()
 	return func() { b.ReportMetric(float64(cpuTime()-start)/float64(b.N), "cpu-ns/op") }
-}
-
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -182,6 +182,10 @@ type relayOpts struct {
 	Limits   Limits
 
 	PeerTimeout time.Duration // zero: 3 s
+
+	UDPIdle          time.Duration
+	UDPMaxFlows      int
+	UDPStreamPerFlow bool
 }
 
 type testRelay struct {
@@ -229,6 +233,9 @@ func startRelay(t *testing.T, o relayOpts) *testRelay {
 		Observer:         o.Observer,
 		TLS:              o.TLS,
 		Limits:           o.Limits,
+		UDPIdle:          o.UDPIdle,
+		UDPMaxFlows:      o.UDPMaxFlows,
+		udpStreamPerFlow: o.UDPStreamPerFlow,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -259,6 +266,7 @@ func startRelay(t *testing.T, o relayOpts) *testRelay {
 }
 
 type testNode struct {
+	node   *Node
 	ready  chan Connected
 	exited chan struct{} // closed when Run has returned
 	err    error         // Run's result, once exited is closed
@@ -382,18 +390,24 @@ func startNode(t *testing.T, r *testRelay, exposes []Expose, key ed25519.Private
 
 func tcpExpose(local string) Expose { return Expose{Network: "tcp", Local: local} }
 
-// portFor returns the public port granted for local.
+// portFor returns the public port granted for local over TCP.
 func portFor(t *testing.T, ms []registry.Mapping, local string) int {
 	t.Helper()
+	return portOf(t, ms, "TCP", local)
+}
+
+// portOf returns the public port granted for local over typ (TCP or UDP).
+func portOf(t *testing.T, ms []registry.Mapping, typ, local string) int {
+	t.Helper()
 	for _, m := range ms {
-		if m.Local == local {
-			if m.Address != "127.0.0.1" || m.Type != "TCP" {
-				t.Fatalf("mapping %+v: want TCP on 127.0.0.1", m)
+		if m.Local == local && m.Type == typ {
+			if m.Address != "127.0.0.1" {
+				t.Fatalf("mapping %+v: want 127.0.0.1", m)
 			}
 			return m.BlindPort
 		}
 	}
-	t.Fatalf("no mapping for %s in %+v", local, ms)
+	t.Fatalf("no %s mapping for %s in %+v", typ, local, ms)
 	return 0
 }
 

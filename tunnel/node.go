@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"sync/atomic"
 	"time"
 
 	"github.com/p2prc/p2prc/iptable"
@@ -60,6 +61,13 @@ type NodeConfig struct {
 	// doubles from MinBackoff up to MaxBackoff, with jitter. Zero: 1 s and
 	// 30 s.
 	MinBackoff, MaxBackoff time.Duration
+	// UDPIdle is how long a UDP flow may stay quiet before the node ends it
+	// (and tells the relay). Zero: 60 s.
+	UDPIdle time.Duration
+	// UDPMaxFlows caps the flows of one UDP mapping at the node, whatever
+	// the relay asks; the policy at the cap is the relay's (RelayConfig).
+	// Zero: 1024.
+	UDPMaxFlows int
 	// Session configures yamux.
 	Session mux.SessionConfig
 	// TLS secures the control connection and says which relay
@@ -104,6 +112,9 @@ func (c *NodeConfig) validate() error {
 	if err := c.checkAuto(); err != nil {
 		return err
 	}
+	if c.UDPIdle < 0 || c.UDPMaxFlows < 0 {
+		return errors.New("node: the UDP idle timeout and flow cap must not be negative")
+	}
 	c.setDefaults()
 	return nil
 }
@@ -115,6 +126,8 @@ func (c *NodeConfig) setDefaults() {
 	c.PeerTimeout = cmp.Or(c.PeerTimeout, defaultPeerTimeout)
 	c.MinBackoff = cmp.Or(c.MinBackoff, defaultMinBackoff)
 	c.MaxBackoff = max(cmp.Or(c.MaxBackoff, defaultMaxBackoff), c.MinBackoff)
+	c.UDPIdle = cmp.Or(c.UDPIdle, defaultUDPIdle)
+	c.UDPMaxFlows = cmp.Or(c.UDPMaxFlows, defaultUDPMaxFlows)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -130,9 +143,10 @@ type Node struct {
 	log *slog.Logger
 	id  string
 
-	state   nodeState // what Status reports
-	traffic trafficTable
-	own     ownEntry // this node's entry in its IP table
+	state    nodeState // what Status reports
+	traffic  trafficTable
+	own      ownEntry     // this node's entry in its IP table
+	udpFlows atomic.Int64 // open UDP flows, across sessions
 }
 
 // NewNode checks cfg and returns a node ready to Run.

@@ -37,6 +37,7 @@ type nodeSession struct {
 	mappings map[portKey]registry.Mapping // granted, by public port
 	pending  map[uint32]chan mux.Message  // expose replies awaited, by request ID
 	nextID   uint32
+	udp      map[int]*nodeUDPTable // UDP flows, by public port
 
 	tasks     group // visitor pipes, the control reader, pings, retries
 	closeOnce sync.Once
@@ -327,6 +328,10 @@ func (s *nodeSession) serveStream(st *yamux.Stream) {
 	if err != nil {
 		s.log.Debug("bad visitor stream", "err", err)
 		st.Close()
+		return
+	}
+	if hdr.Kind == mux.KindUDP {
+		s.serveUDP(st, int(hdr.Port))
 		return
 	}
 	s.mu.Lock()

@@ -16,8 +16,19 @@ import (
 // other program on the host can take it.
 type publicPort struct {
 	key     portKey
-	ln      *net.TCPListener
+	ln      *net.TCPListener             // a TCP port's listener
+	udp     *udpPort                     // a UDP port's socket and flows
 	session atomic.Pointer[relaySession] // the node's live session, or nil
+}
+
+// close closes the port's socket; its loop ends.
+func (pp *publicPort) close() {
+	if pp.ln != nil {
+		pp.ln.Close()
+	}
+	if pp.udp != nil {
+		pp.udp.conn.Close()
+	}
 }
 
 // openPort starts serving a granted socket. Call with r.mu held.
@@ -25,6 +36,14 @@ func (r *Relay) openPort(g portalloc.Grant) *publicPort {
 	pp := &publicPort{key: portKey{g.Network, g.Port}, ln: g.Listener}
 	r.ports[pp.key] = pp
 	r.wg.Add(1)
+	if g.Conn != nil {
+		pp.udp = newUDPPort(r, pp, g.Conn)
+		go func() {
+			defer r.wg.Done()
+			pp.udp.serve()
+		}()
+		return pp
+	}
 	go func() {
 		defer r.wg.Done()
 		r.acceptVisitors(pp)
@@ -62,9 +81,6 @@ func (r *Relay) restorePorts() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, m := range r.maps.List() {
-		if m.Network() != "tcp" {
-			continue
-		}
 		g, err := r.alloc.Rebind(m.Network(), m.BlindPort)
 		if err != nil {
 			r.log.Warn("a reserved port is taken on this host; its node will be told", "port", m.BlindPort, "type", m.Type, "node", m.NodeName, "err", err)
@@ -79,7 +95,7 @@ func (r *Relay) closePorts() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for k, pp := range r.ports {
-		pp.ln.Close()
+		pp.close()
 		delete(r.ports, k)
 	}
 }
@@ -119,7 +135,7 @@ func (r *Relay) expireLeases(now time.Time) {
 			continue
 		}
 		if pp != nil {
-			pp.ln.Close()
+			pp.close()
 			delete(r.ports, key)
 		}
 		r.traffic.forget(key)

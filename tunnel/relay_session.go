@@ -237,8 +237,8 @@ func (s *relaySession) close(code mux.ErrorCode, reason string) {
 // expose decides one request: the port this node already holds for the
 // service, a wanted port, or one the allocator chooses.
 func (r *Relay) expose(s *relaySession, req *mux.Expose) (*mux.Grant, *mux.Error) {
-	if req.Network != "tcp" {
-		return nil, &mux.Error{Code: mux.CodeBadRequest, Text: fmt.Sprintf("type %q is not supported by this relay; use tcp", req.Network)}
+	if req.Network != "tcp" && req.Network != "udp" {
+		return nil, &mux.Error{Code: mux.CodeBadRequest, Text: fmt.Sprintf("type %q is not supported by this relay; use tcp or udp", req.Network)}
 	}
 	if req.Local == "" || len(req.Local) > maxLocalLen {
 		return nil, &mux.Error{Code: mux.CodeBadRequest, Text: "the local target must be host:port, at most 255 bytes"}

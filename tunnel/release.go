@@ -69,8 +69,9 @@ func (r *Relay) release(s *relaySession, req *mux.Release) *mux.Error {
 		r.log.Error("removing a released mapping", "port", key, "err", err)
 		return &mux.Error{Code: mux.CodeInternal, Text: "the relay could not record the release; try again later"}
 	}
+	r.traffic.forget(key)
 	if pp := r.ports[key]; pp != nil {
-		pp.ln.Close()
+		pp.close()
 		delete(r.ports, key)
 		pp.session.Store(nil)
 		for i, held := range s.ports {

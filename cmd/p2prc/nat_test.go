@@ -11,13 +11,6 @@ import (
 	"time"
 )
 
-// natUDP turns on the UDP half of TestEscapeNAT: a UDP echo service at home,
-// an --expose udp:…, datagrams through the relay (before and after the link
-// cut) and a direct datagram that must go unanswered. It is off until UDP
-// forwarding is merged; on a relay without UDP the test then fails (the
-// relay refuses the udp expose), it never skips.
-const natUDP = false
-
 // The lab's services and the relay, all inside the lab's namespaces.
 const (
 	homeTCPService = homeAddr + ":7000"
@@ -45,10 +38,8 @@ func TestEscapeNAT(t *testing.T) {
 
 	svc := startCmd(t, "home TCP service", lab.helperCommand(lab.home, "tcp-service", homeTCPService))
 	svc.stdout.waitFor(t, regexp.MustCompile(`listening`), 10*time.Second)
-	if natUDP {
-		udp := startCmd(t, "home UDP service", lab.helperCommand(lab.home, "udp-service", homeUDPService))
-		udp.stdout.waitFor(t, regexp.MustCompile(`listening`), 10*time.Second)
-	}
+	udp := startCmd(t, "home UDP service", lab.helperCommand(lab.home, "udp-service", homeUDPService))
+	udp.stdout.waitFor(t, regexp.MustCompile(`listening`), 10*time.Second)
 
 	t.Log("1. the home service is not reachable from the public side directly")
 	for _, c := range []struct{ ns, addr, want, why string }{
@@ -65,13 +56,11 @@ func TestEscapeNAT(t *testing.T) {
 	} else {
 		t.Logf("   public -> %s directly: %s", homeTCPService, got)
 	}
-	if natUDP {
-		if got := lab.tool(t, lab.router, "udp-probe", homeUDPService); got != "reply" {
-			t.Fatalf("control check: a datagram from the router to %s: %s, want a reply", homeUDPService, got)
-		}
-		if got := lab.tool(t, lab.public, "udp-probe", homeUDPService); got != "no reply" {
-			t.Fatalf("a datagram from the public side straight to %s: %s, want no reply", homeUDPService, got)
-		}
+	if got := lab.tool(t, lab.router, "udp-probe", homeUDPService); got != "reply" {
+		t.Fatalf("control check: a datagram from the router to %s: %s, want a reply", homeUDPService, got)
+	}
+	if got := lab.tool(t, lab.public, "udp-probe", homeUDPService); got != "no reply" {
+		t.Fatalf("a datagram from the public side straight to %s: %s, want no reply", homeUDPService, got)
 	}
 
 	t.Log("2. the node at home dials out to the relay and gets its mappings")
@@ -81,17 +70,13 @@ func TestEscapeNAT(t *testing.T) {
 	relay.stderr.waitFor(t, regexp.MustCompile(`relay ready`), 20*time.Second)
 	args := []string{"node", "--relay", relayControl, "--name", "home", "--state", t.TempDir(),
 		"--peer-timeout", natPeerTimeout, "--max-backoff", "2s", "--expose", "tcp:" + homeTCPService}
-	if natUDP {
-		args = append(args, "--expose", "udp:"+homeUDPService)
-	}
+	args = append(args, "--expose", "udp:"+homeUDPService)
 	node := startCmd(t, "node", lab.p2prc(lab.home, bin, args...))
 	tcpPublic := node.stdout.waitFor(t, tcpGrant, 20*time.Second)[1]
 	checkPublic(t, tcpPublic)
 	var udpPublic string
-	if natUDP {
-		udpPublic = node.stdout.waitFor(t, udpGrant, 20*time.Second)[1]
-		checkPublic(t, udpPublic)
-	}
+	udpPublic = node.stdout.waitFor(t, udpGrant, 20*time.Second)[1]
+	checkPublic(t, udpPublic)
 
 	t.Log("3. visitors on the public side reach home through the relay, intact both ways")
 	lab.visit(t, tcpPublic, udpPublic)
@@ -112,10 +97,8 @@ func TestEscapeNAT(t *testing.T) {
 	if again := waitForNth(t, node.stdout, tcpGrant, 2, 30*time.Second)[1]; again != tcpPublic {
 		t.Fatalf("after reconnecting the node got %s, want its port back: %s", again, tcpPublic)
 	}
-	if natUDP {
-		if again := waitForNth(t, node.stdout, udpGrant, 2, 30*time.Second)[1]; again != udpPublic {
-			t.Fatalf("after reconnecting the node got udp %s, want its port back: %s", again, udpPublic)
-		}
+	if again := waitForNth(t, node.stdout, udpGrant, 2, 30*time.Second)[1]; again != udpPublic {
+		t.Fatalf("after reconnecting the node got udp %s, want its port back: %s", again, udpPublic)
 	}
 	checkSeenFromRouter(t, relay, 2)
 	lab.visit(t, tcpPublic, udpPublic)
@@ -143,13 +126,11 @@ func checkSeenFromRouter(t *testing.T, relay *proc, nth int) {
 }
 
 // visit sends visitors from the public side through the relay: four TCP
-// connections of 1 MiB each way, and, with natUDP, two UDP flows.
+// connections of 1 MiB each way, and two UDP flows.
 func (l *natLab) visit(t *testing.T, tcpPublic, udpPublic string) {
 	t.Helper()
 	t.Logf("   %s", l.tool(t, l.public, "visit", tcpPublic, fmt.Sprint(1<<20), "4"))
-	if natUDP {
-		t.Logf("   %s", l.tool(t, l.public, "udp-visit", udpPublic, "2"))
-	}
+	t.Logf("   %s", l.tool(t, l.public, "udp-visit", udpPublic, "2"))
 }
 
 // dial tries one TCP connection from namespace ns and names the outcome.

@@ -22,6 +22,8 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	once := fs.Bool("once", false, "exit when the session ends instead of reconnecting")
 	peerTimeout := fs.Duration("peer-timeout", 30*time.Second, "a relay silent this long is judged dead and the node reconnects")
 	maxBackoff := fs.Duration("max-backoff", 30*time.Second, "the longest wait between reconnect attempts (they start at 1s and double)")
+	udpIdle := fs.Duration("udp-idle", 60*time.Second, "a UDP flow (one visitor) quiet this long expires and its socket to the local service is closed")
+	udpMaxFlows := fs.Int("udp-max-flows", 1024, "most UDP flows per mapping this node accepts, whatever the relay allows")
 	var tok tokenFlags
 	tok.add(fs)
 	var tf nodeTLSFlags
@@ -112,6 +114,8 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 
 		PeerTimeout: *peerTimeout,
 		MaxBackoff:  *maxBackoff,
+		UDPIdle:     *udpIdle,
+		UDPMaxFlows: *udpMaxFlows,
 		OnReady: func(c tunnel.Connected) {
 			for _, m := range c.Mappings {
 				printMapping(stdout, m.Network(), m.Local, m.PublicAddr())

@@ -32,6 +32,8 @@ func runRelay(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	lease := fs.Duration("lease", 24*time.Hour, "how long a mapping stays reserved for its node after the node goes away")
 	peerTimeout := fs.Duration("peer-timeout", 30*time.Second, "a node silent this long is judged dead and its session closed")
 	handshakeTimeout := fs.Duration("handshake-timeout", 10*time.Second, "a node must finish its handshake within this")
+	udpIdle := fs.Duration("udp-idle", 60*time.Second, "a UDP flow (one visitor address) quiet this long expires, at relay and node")
+	udpMaxFlows := fs.Int("udp-max-flows", 1024, "most UDP flows per mapping; at the cap a new visitor replaces the oldest flow quiet for 1s, or its datagrams are dropped and counted")
 	var tok tokenFlags
 	tok.add(fs)
 	var tf relayTLSFlags
@@ -111,6 +113,8 @@ func runRelay(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		HandshakeTimeout: *handshakeTimeout,
 		TLS:              tlsConfig,
 		Limits:           lim.l,
+		UDPIdle:          *udpIdle,
+		UDPMaxFlows:      *udpMaxFlows,
 	})
 	if err != nil {
 		return err

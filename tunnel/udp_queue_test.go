@@ -1,0 +1,66 @@
+package tunnel
+
+import (
+	"bytes"
+	"testing"
+	"time"
+
+	"github.com/p2prc/p2prc/mux"
+)
+
+// The queue never waits: past its bytes, or behind frames stuck longer than
+// udpQueueDelay, a datagram is dropped and counted; what it keeps comes out
+// whole and in order.
+func TestUDPQueueDropsRatherThanWaits(t *testing.T) {
+	q := newUDPQueue()
+	now := time.Now().UnixNano()
+	big := make([]byte, 60000)
+	kept := 0
+	for q.putData(1, big, now) {
+		kept++
+	}
+	if kept*(len(big)+mux.DatagramHeaderSize) > udpQueueBytes || q.dropped.Load() != 1 {
+		t.Fatalf("kept %d datagrams of %d bytes, dropped %d; want the queue full at %d bytes and one drop",
+			kept, len(big), q.dropped.Load(), udpQueueBytes)
+	}
+	b, ok := q.take()
+	if !ok || len(b) != kept*(len(big)+mux.DatagramHeaderSize) {
+		t.Fatalf("take: %d bytes, %v", len(b), ok)
+	}
+	q.recycle(b)
+
+	// Stuck: the writer has not taken for longer than the delay.
+	if !q.putData(2, []byte("first"), now) {
+		t.Fatal("an empty queue refused a datagram")
+	}
+	if !q.putData(2, []byte("soon"), now+int64(udpQueueDelay)/2) {
+		t.Fatal("refused a datagram within the delay")
+	}
+	if q.putData(2, []byte("late"), now+2*int64(udpQueueDelay)) {
+		t.Fatal("queued a datagram behind frames stuck longer than the delay")
+	}
+	if !q.put(mux.DatagramClose, 2, nil) {
+		t.Fatal("refused a close frame while not full")
+	}
+	b, _ = q.take()
+	d := mux.NewDatagramReader(bytes.NewReader(b), 0)
+	for _, want := range []string{"first", "soon", ""} {
+		g, err := d.Next()
+		if err != nil || string(g.Payload) != want || g.Flow != 2 {
+			t.Fatalf("got %+v, %v; want flow 2 %q", g, err, want)
+		}
+	}
+
+	// After close the writer drains, then ends; nothing more is queued.
+	q.putData(3, []byte("last"), now)
+	q.close()
+	if q.putData(3, []byte("after"), now) {
+		t.Fatal("a closed queue took a datagram")
+	}
+	if b, ok := q.take(); !ok || !bytes.Contains(b, []byte("last")) {
+		t.Fatalf("after close: %q, %v; want the last datagram", b, ok)
+	}
+	if _, ok := q.take(); ok {
+		t.Fatal("the writer was not told to end")
+	}
+}
