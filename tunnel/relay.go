@@ -6,10 +6,12 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/yamux"
@@ -339,6 +341,10 @@ func (r *Relay) logEarlyEnd(ctx context.Context, remote string, err error) {
 		r.log.Warn("a node refused this relay's certificate: it pins another fingerprint (a self-signed certificate is kept in relay.pem in the state dir: keep that file)", "remote", remote)
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, yamux.ErrTimeout), errors.As(err, &ne) && ne.Timeout():
 		r.refusals.note(r.log, limitHandshakeTimeout, int(r.cfg.HandshakeTimeout/time.Second), "remote", remote, "err", err)
+	case errors.Is(err, errNotANode), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, syscall.ECONNRESET):
+		// Port scanners and stray connections: one line each would let
+		// anyone fill the log.
+		r.log.Debug("connection ended before its handshake", "remote", remote, "err", err)
 	default:
 		r.log.Info("node handshake failed", "remote", remote, "err", err)
 	}
