@@ -3,7 +3,7 @@ GO      ?= go
 BIN     ?= bin/p2prc
 PKGS    := ./...
 
-.PHONY: all build test demo lint fuzz clean
+.PHONY: all build test demo bench microbench lint fuzz clean
 
 all: build
 
@@ -19,6 +19,15 @@ test:
 # The whole path on this machine: relay, node, a web page fetched through the relay.
 demo:
 	$(GO) run ./cmd/p2prc demo
+
+# Direct against relayed, side by side: relay and node as separate processes.
+# BENCHFLAGS passes flags, e.g. BENCHFLAGS="--duration 1s --workloads tcp-1,rr".
+bench: build
+	$(BIN) bench $(BENCHFLAGS)
+
+# The hot paths (frame writes, stream copy, headers), with allocations.
+microbench:
+	$(GO) test -run '^$$' -bench . -benchmem ./mux ./tunnel
 
 lint:
 	@test -z "$$(gofmt -l .)" || { echo "gofmt would change:"; gofmt -l .; exit 1; }
