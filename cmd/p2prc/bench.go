@@ -16,6 +16,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	relay := fs.String("relay", "", "measure through this remote relay, HOST:PORT, instead of one started here (needs its token)")
 	asJSON := fs.Bool("json", false, "print the figures as JSON")
 	duration := fs.Duration("duration", 3*time.Second, "how long each workload runs on each path")
+	rounds := fs.Int("rounds", 1, "measure each workload this many times on each path, taking turns, and report the medians (use on a busy machine)")
 	workloads := fs.StringSlice("workloads", nil, "which workloads to run, comma-separated (default: all): "+bench.WorkloadNames())
 	modes := fs.StringSlice("modes", nil, "which modes to measure (default: all): "+bench.ModeNames())
 	concurrency := fs.Int("concurrency", 32, "connections the request workloads keep busy at once")
@@ -29,6 +30,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	cfg := bench.Config{
 		Duration:    *duration,
+		Rounds:      *rounds,
 		Workloads:   *workloads,
 		Concurrency: *concurrency,
 		OpenConns:   *openConns,

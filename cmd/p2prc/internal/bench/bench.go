@@ -43,6 +43,9 @@ type Config struct {
 	// Modes are the ways relay and node are run, each measured. Nil: all
 	// of DefaultModes.
 	Modes []Mode
+	// Rounds is how many times each workload is measured on each path,
+	// the paths taking turns; the report gives the medians. Zero: 1.
+	Rounds int
 	// Concurrency is how many connections the request workloads keep
 	// busy at once. Zero: 32.
 	Concurrency int
@@ -130,6 +133,7 @@ func (c *Config) check() error {
 		c.Exe = exe
 	}
 	c.Duration = cmp.Or(c.Duration, defaultDuration)
+	c.Rounds = cmp.Or(c.Rounds, 1)
 	c.Concurrency = cmp.Or(c.Concurrency, defaultConcurrency)
 	c.OpenConns = cmp.Or(c.OpenConns, defaultOpenConns)
 	if c.Modes == nil {
@@ -138,6 +142,8 @@ func (c *Config) check() error {
 	switch {
 	case c.Duration < 10*time.Millisecond || c.Duration > 10*time.Minute:
 		return fmt.Errorf("duration %v: give between 10ms and 10m", c.Duration)
+	case c.Rounds < 1 || c.Rounds > 100:
+		return fmt.Errorf("rounds %d: give 1 to 100", c.Rounds)
 	case c.Concurrency < 1 || c.Concurrency > 1024:
 		return fmt.Errorf("concurrency %d: give 1 to 1024", c.Concurrency)
 	case c.OpenConns < 1 || c.OpenConns > 10000:
@@ -204,33 +210,49 @@ func run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	steps, step := b.countSteps(ws), 0
 	for _, w := range ws {
-		for _, p := range b.paths {
-			if p.direct() && w.relayed {
-				continue
+		for round := range cfg.Rounds {
+			for _, p := range b.order(round) {
+				if p.direct() && w.relayed {
+					continue
+				}
+				if _, ok := p.addrs[w.service]; !ok {
+					if round == 0 {
+						rep.note(fmt.Sprintf("%s via %s: not measured, the relay does not forward %s yet", w.name, p.name, w.service.network()))
+					}
+					continue
+				}
+				step++
+				b.progress.say("[%d/%d] %s: %s", step, steps, p.name, w.title)
+				res, err := b.measure(ctx, w, p)
+				if err != nil {
+					return nil, fmt.Errorf("%s via %s: %w", w.name, p.name, err)
+				}
+				rep.add(w, p.name, res)
 			}
-			step++
-			if _, ok := p.addrs[w.service]; !ok {
-				rep.note(fmt.Sprintf("%s via %s: not measured, the relay does not forward %s yet", w.name, p.name, w.service.network()))
-				continue
-			}
-			b.progress.say("[%d/%d] %s: %s", step, steps, p.name, w.title)
-			res, err := b.measure(ctx, w, p)
-			if err != nil {
-				return nil, fmt.Errorf("%s via %s: %w", w.name, p.name, err)
-			}
-			rep.add(w, p.name, res)
 		}
 	}
 	rep.finish()
 	return rep, nil
 }
 
+// order is the order of the paths in a round: reversed every other round,
+// so a load that drifts during a run favours neither path.
+func (b *bench) order(round int) []*path {
+	if round%2 == 0 {
+		return b.paths
+	}
+	r := slices.Clone(b.paths)
+	slices.Reverse(r)
+	return r
+}
+
+// countSteps is how many measurements the run makes.
 func (b *bench) countSteps(ws []workload) int {
 	n := 0
 	for _, w := range ws {
 		for _, p := range b.paths {
-			if !p.direct() || !w.relayed {
-				n++
+			if _, ok := p.addrs[w.service]; ok && (!p.direct() || !w.relayed) {
+				n += b.cfg.Rounds
 			}
 		}
 	}

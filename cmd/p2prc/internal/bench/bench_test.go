@@ -164,6 +164,26 @@ func TestUDPLoadCountsWhatArrives(t *testing.T) {
 	}
 }
 
+// Over several rounds each figure is the median, and the ratio the median
+// of each round's ratio, so one disturbed round does not move the result.
+func TestReportMedianOfRounds(t *testing.T) {
+	cfg := Config{Duration: time.Second, Rounds: 3, Modes: []Mode{{Name: "plain"}}}
+	tcp := workloads[0]
+	r := newReport(cfg, nil)
+	for _, rd := range []struct{ direct, relay float64 }{{10, 4}, {20, 9}, {2, 1.9}} { // the last round disturbed
+		r.add(tcp, "direct", result{figures: []figure{{metric: "Gbit/s", value: rd.direct}}})
+		r.add(tcp, "plain", result{figures: []figure{{metric: "Gbit/s", value: rd.relay}}})
+	}
+	r.finish()
+	row := r.Rows[0]
+	if *row.Direct != 10 || row.Relay["plain"] != 4 || row.Ratio["plain"] != 0.45 {
+		t.Errorf("direct %v, relay %v, ratio %v; want the medians 10, 4 and 0.45", *row.Direct, row.Relay["plain"], row.Ratio["plain"])
+	}
+	if median([]float64{3, 1, 2, 10}) != 2.5 {
+		t.Error("the median of an even number of values is not the mean of the middle two")
+	}
+}
+
 func TestLinesWaitAndTail(t *testing.T) {
 	l := newLines()
 	c := &child{name: "node", stdout: l, stderr: l, done: make(chan struct{})}

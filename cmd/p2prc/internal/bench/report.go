@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 )
@@ -14,7 +15,8 @@ import (
 type Report struct {
 	Started     time.Time  `json:"started"`
 	Machine     string     `json:"machine"`
-	Duration    string     `json:"duration"` // per workload and path
+	Duration    string     `json:"duration"` // per workload and path, each round
+	Rounds      int        `json:"rounds"`
 	Concurrency int        `json:"concurrency"`
 	OpenConns   int        `json:"open_connections"`
 	GOMAXPROCS  int        `json:"gomaxprocs,omitempty"` // of relay and node; 0: Go's default
@@ -25,7 +27,9 @@ type Report struct {
 	Notes       []string   `json:"notes,omitempty"`
 }
 
-// Row is one measured quantity of a workload, on every path.
+// Row is one measured quantity of a workload, on every path. With more
+// than one round, each figure is the median of the rounds, and each
+// comparison the median of the rounds' comparisons.
 type Row struct {
 	Workload string             `json:"workload"`
 	Title    string             `json:"title"`
@@ -36,6 +40,7 @@ type Row struct {
 	Points   map[string]float64 `json:"points,omitempty"` // relay − direct, for percentages, by mode
 
 	compare compare
+	rounds  map[string][]float64 // each round's figure, by path
 }
 
 func newReport(cfg Config, ws []workload) *Report {
@@ -43,6 +48,7 @@ func newReport(cfg Config, ws []workload) *Report {
 		Started:     time.Now(),
 		Machine:     machine(),
 		Duration:    cfg.Duration.String(),
+		Rounds:      cfg.Rounds,
 		Concurrency: cfg.Concurrency,
 		OpenConns:   cfg.OpenConns,
 		GOMAXPROCS:  cfg.GOMAXPROCS,
@@ -55,19 +61,14 @@ func newReport(cfg Config, ws []workload) *Report {
 	return r
 }
 
-// add records one run of w on the path named path.
+// add records one run (a round) of w on the path named path.
 func (r *Report) add(w workload, path string, res result) {
 	for _, f := range res.figures {
 		row := r.row(w, f)
-		if path == "direct" {
-			v := f.value
-			row.Direct = &v
-			continue
+		if row.rounds == nil {
+			row.rounds = make(map[string][]float64)
 		}
-		if row.Relay == nil {
-			row.Relay = make(map[string]float64)
-		}
-		row.Relay[path] = f.value
+		row.rounds[path] = append(row.rounds[path], f.value)
 	}
 	if res.note != "" {
 		r.note(fmt.Sprintf("%s via %s: %s", w.name, path, res.note))
@@ -86,31 +87,65 @@ func (r *Report) row(w workload, f figure) *Row {
 
 func (r *Report) note(s string) { r.Notes = append(r.Notes, s) }
 
-// finish computes the comparisons and notes the load at the end.
+// finish takes the medians, computes the comparisons and notes the load
+// at the end.
 func (r *Report) finish() {
 	r.LoadAverage[1] = loadAverage()
 	for i := range r.Rows {
 		row := &r.Rows[i]
-		if row.Direct == nil {
-			continue
-		}
-		for mode, v := range row.Relay {
-			switch row.compare {
-			case byRatio:
-				if *row.Direct > 0 {
-					if row.Ratio == nil {
-						row.Ratio = make(map[string]float64)
-					}
-					row.Ratio[mode] = v / *row.Direct
+		direct := row.rounds["direct"]
+		for path, vs := range row.rounds {
+			if path == "direct" {
+				v := median(vs)
+				row.Direct = &v
+				continue
+			}
+			if row.Relay == nil {
+				row.Relay = make(map[string]float64)
+			}
+			row.Relay[path] = median(vs)
+			if len(direct) != len(vs) {
+				continue
+			}
+			var cmps []float64
+			for j, v := range vs {
+				switch {
+				case row.compare == byRatio && direct[j] > 0:
+					cmps = append(cmps, v/direct[j])
+				case row.compare == byPoints:
+					cmps = append(cmps, v-direct[j])
 				}
-			case byPoints:
+			}
+			if len(cmps) == 0 {
+				continue
+			}
+			if row.compare == byRatio {
+				if row.Ratio == nil {
+					row.Ratio = make(map[string]float64)
+				}
+				row.Ratio[path] = median(cmps)
+			} else {
 				if row.Points == nil {
 					row.Points = make(map[string]float64)
 				}
-				row.Points[mode] = v - *row.Direct
+				row.Points[path] = median(cmps)
 			}
 		}
 	}
+}
+
+// median returns the middle value of vs (the mean of the middle two when
+// their number is even).
+func median(vs []float64) float64 {
+	s := slices.Sorted(slices.Values(vs))
+	n := len(s)
+	if n == 0 {
+		return 0
+	}
+	if n%2 == 1 {
+		return s[n/2]
+	}
+	return (s[n/2-1] + s[n/2]) / 2
 }
 
 // WriteJSON writes the report as indented JSON.
@@ -124,8 +159,12 @@ func (r *Report) WriteJSON(w io.Writer) error {
 // workload its figures directly, through each mode's relay, and the ratio.
 func (r *Report) WriteTable(w io.Writer) error {
 	var b strings.Builder
-	fmt.Fprintf(&b, "p2prc bench: %s per workload and path, %d concurrent connections; %s; load %.2f -> %.2f\n",
-		r.Duration, r.Concurrency, r.Machine, r.LoadAverage[0], r.LoadAverage[1])
+	rounds := ""
+	if r.Rounds > 1 {
+		rounds = fmt.Sprintf(" x %d rounds (medians)", r.Rounds)
+	}
+	fmt.Fprintf(&b, "p2prc bench: %s per workload and path%s, %d concurrent connections; %s; load %.2f -> %.2f\n",
+		r.Duration, rounds, r.Concurrency, r.Machine, r.LoadAverage[0], r.LoadAverage[1])
 	where := "relay and node: separate processes on this machine"
 	if r.Relay != "local" {
 		where = "relay: " + r.Relay + "; node: a process on this machine"
