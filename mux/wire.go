@@ -17,7 +17,7 @@ const (
 	yamuxTypeData     = 0
 )
 
-// Wire is the connection under a yamux session. It does two things yamux
+// Wire is the connection under a yamux session. It does three things yamux
 // does not:
 //
 //   - It sends each data frame with one system call. yamux writes a frame's
@@ -25,23 +25,25 @@ const (
 //     data frame until its body arrives and sends both together (writev on
 //     TCP; one buffer, and so one TLS record, otherwise). yamux's send loop
 //     is the only writer and always writes a body right after its header.
+//   - It gathers small frames that are ready at once into one write (see
+//     gather.go), so a burst of requests on many streams costs one system
+//     call, not one each.
 //   - It remembers when bytes last arrived, so a session can tell a silent
 //     peer from a busy one (see SilentFor).
 type Wire struct {
-	conn     io.ReadWriteCloser
-	vectored bool // conn takes net.Buffers as one writev
+	conn io.ReadWriteCloser
+	out  *gatherer
 
 	lastRead atomic.Int64 // unix nanoseconds
 
 	hdr     [yamuxHeaderSize]byte
 	holding bool
-	scratch []byte // header+body for connections without writev
 }
 
 // NewWire wraps conn, a *net.TCPConn or a *tls.Conn, for a session.
 func NewWire(conn io.ReadWriteCloser) *Wire {
 	_, tcp := conn.(*net.TCPConn)
-	w := &Wire{conn: conn, vectored: tcp}
+	w := &Wire{conn: conn, out: newGatherer(conn, tcp)}
 	w.lastRead.Store(time.Now().UnixNano())
 	return w
 }
@@ -62,7 +64,8 @@ func (w *Wire) SilentFor(now time.Time) time.Duration {
 	return now.Sub(time.Unix(0, w.lastRead.Load()))
 }
 
-// Write is called by yamux's send loop only.
+// Write is called by yamux's send loop only. A frame may still be on its
+// way when Write returns; Close gives it time to leave.
 func (w *Wire) Write(p []byte) (int, error) {
 	if !w.holding {
 		if len(p) == yamuxHeaderSize && p[yamuxTypeOffset] == yamuxTypeData &&
@@ -71,25 +74,30 @@ func (w *Wire) Write(p []byte) (int, error) {
 			w.holding = true
 			return len(p), nil
 		}
-		return w.conn.Write(p)
+		if err := w.out.enqueue(nil, p); err != nil {
+			return 0, err
+		}
+		return len(p), nil
 	}
 	w.holding = false
-	var n int64
 	var err error
-	if w.vectored {
-		bufs := net.Buffers{w.hdr[:], p}
-		n, err = bufs.WriteTo(w.conn)
+	if len(p) >= gatherInline {
+		err = w.out.writeNow(w.hdr[:], p)
 	} else {
-		w.scratch = append(append(w.scratch[:0], w.hdr[:]...), p...)
-		var m int
-		m, err = w.conn.Write(w.scratch)
-		n = int64(m)
-		if cap(w.scratch) > 64<<10 {
-			w.scratch = nil // don't keep an unusually large frame's buffer
-		}
+		err = w.out.enqueue(w.hdr[:], p)
 	}
-	return max(0, int(n)-yamuxHeaderSize), err
+	if err != nil {
+		return 0, err
+	}
+	return len(p), nil
 }
 
-// Close closes the connection.
-func (w *Wire) Close() error { return w.conn.Close() }
+// Close writes what Write has accepted, waiting up to a second for a live
+// peer to take it, then closes the connection. Safe to call more than once.
+func (w *Wire) Close() error {
+	var setDeadline func(time.Time) error
+	if c, ok := w.conn.(interface{ SetWriteDeadline(time.Time) error }); ok {
+		setDeadline = c.SetWriteDeadline
+	}
+	return w.out.close(setDeadline, w.conn.Close)
+}
