@@ -50,7 +50,8 @@ type gatherer struct {
 	started bool
 	done    chan struct{} // closed when the flusher has ended
 
-	bufs    net.Buffers // writeNow's scratch, send loop only
+	vec     [][]byte    // writeNow's scratch, send loop only
+	bufs    net.Buffers // the same, as WriteTo consumes it
 	scratch []byte      // writeNow's scratch without writev, send loop only
 }
 
@@ -110,10 +111,10 @@ func (g *gatherer) writeNow(hdr, body []byte) error {
 
 	var err error
 	if g.vectored {
-		g.bufs = append(g.bufs[:0], pending, hdr, body)
-		bufs := g.bufs // WriteTo consumes its receiver
-		_, err = bufs.WriteTo(g.conn)
-		clear(g.bufs[:3]) // keep no reference to the caller's body
+		g.vec = append(g.vec[:0], pending, hdr, body)
+		g.bufs = g.vec // WriteTo consumes its receiver; a field, so nothing escapes
+		_, err = g.bufs.WriteTo(g.conn)
+		clear(g.vec) // keep no reference to the caller's body
 	} else {
 		g.scratch = append(append(append(g.scratch[:0], pending...), hdr...), body...)
 		_, err = g.conn.Write(g.scratch)
