@@ -100,6 +100,39 @@ func TestBenchMeasuresBothPaths(t *testing.T) {
 	}
 }
 
+// Pointed at a relay of one's own (here on loopback), the bench starts
+// only a node and measures through that relay; the relay's own CPU and
+// memory are not the bench's to read.
+func TestBenchThroughOwnRelay(t *testing.T) {
+	addr, _ := startRelayProcess(t, "own-token")
+	tmp := t.TempDir()
+	b := start(t, []string{"TMPDIR=" + tmp, "P2PRC_TOKEN=own-token"}, "bench", "--relay", addr, "--json",
+		"--duration", "150ms", "--workloads", "rr,mem", "--concurrency", "2", "--open-conns", "20")
+	if err := b.wait(t, time.Minute); err != nil {
+		t.Fatalf("bench: %v\n%s", err, b.stderr.String())
+	}
+	var rep bench.Report
+	if err := json.Unmarshal([]byte(b.stdout.String()), &rep); err != nil {
+		t.Fatalf("--json output: %v\n%s", err, b.stdout.String())
+	}
+	if rep.Relay != addr {
+		t.Errorf("report names relay %q, want %q", rep.Relay, addr)
+	}
+	metrics := map[string]float64{}
+	for _, row := range rep.Rows {
+		metrics[row.Workload+" "+row.Metric] = row.Relay[rep.Modes[0]]
+	}
+	if metrics["rr req/s"] <= 0 || metrics["mem node RSS, 20 conns MB"] <= 0 {
+		t.Errorf("no figures through the relay: %v", metrics)
+	}
+	for m := range metrics {
+		if strings.HasPrefix(m, "rr relay") || strings.HasPrefix(m, "mem relay") {
+			t.Errorf("a figure %q for a relay the bench does not run", m)
+		}
+	}
+	waitGone(t, tmp, 5*time.Second)
+}
+
 // Interrupted or killed, the bench takes its relay and node with it.
 func TestBenchStopsItsProcesses(t *testing.T) {
 	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGKILL} {

@@ -39,10 +39,13 @@ func udpLoad(rate float64) func(context.Context, *bench, *path) (result, error) 
 		if sent > 0 {
 			loss = 100 * float64(sent-got) / float64(sent)
 		}
-		return result{figures: []figure{
-			{metric: "Gbit/s delivered", value: float64(bytes) * 8 / b.cfg.Duration.Seconds() / 1e9},
-			{metric: "loss %", value: max(loss, 0), compare: byPoints},
-		}}, nil
+		return result{
+			figures: []figure{
+				{metric: "Gbit/s delivered", value: float64(bytes) * 8 / b.cfg.Duration.Seconds() / 1e9},
+				{metric: "loss %", value: max(loss, 0), compare: byPoints},
+			},
+			ops: float64(bytes) / 1e9,
+		}, nil
 	}
 }
 

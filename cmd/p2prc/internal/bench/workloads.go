@@ -57,8 +57,8 @@ var workloads = []workload{
 	{name: "tcp-8", title: "TCP bulk, 8 streams", service: svcDiscard, perOp: "GB", run: bulk(8)},
 	{name: "rr", title: "requests on kept-alive connections", service: svcEcho, perOp: "req", run: requests},
 	{name: "conn", title: "a new connection per request", service: svcOneShot, perOp: "conn", run: connections},
-	{name: "udp-200m", title: "UDP, 200 Mbit/s offered", service: svcUDP, run: udpLoad(200e6)},
-	{name: "udp-1g", title: "UDP, 1 Gbit/s offered", service: svcUDP, run: udpLoad(1e9)},
+	{name: "udp-200m", title: "UDP, 200 Mbit/s offered", service: svcUDP, perOp: "GB", run: udpLoad(200e6)},
+	{name: "udp-1g", title: "UDP, 1 Gbit/s offered", service: svcUDP, perOp: "GB", run: udpLoad(1e9)},
 	{name: "mem", title: "memory", service: svcEcho, relayed: true, run: memory},
 }
 
