@@ -8,55 +8,53 @@ import (
 )
 
 // The gathering writer. yamux's send loop writes one frame at a time and
-// waits for each write to finish, so when many streams have small frames
-// ready (a burst of requests) each costs its own system call. The gatherer
-// lets the send loop hand over a small frame and go on: a flusher goroutine
-// writes everything handed over while its previous write was in progress as
-// one write. With nothing in flight, a frame is written at once; under load,
-// the frames that piled up during one write leave together in the next.
+// waits for each write to finish before it takes the next frame, and the
+// stream that sent a frame waits for that too. So when many streams have
+// small frames ready (a burst of requests) each costs its own system call,
+// and a bulk stream cannot read its next chunk while its last one is being
+// written.
 //
-// A large frame gains nothing from company and would cost a copy, so the
-// send loop writes it itself, after (and in the same writev as) whatever
-// small frames are waiting, which keeps the order.
+// The gatherer takes each frame off the send loop: it copies the frame into
+// a batch and returns at once, and a flusher goroutine writes the batch.
+// With nothing in flight a frame is written at once; under load, the frames
+// handed over during one write leave together in the next, and a bulk
+// stream reads its next chunk while the last one is written. Copying a
+// frame costs less than the system calls and the wake-ups it saves
+// (BenchmarkRequestBurst, p2prc bench tcp-1).
 const (
-	// gatherMax bounds the bytes handed over but not yet written. When it
-	// is reached the send loop waits for the flusher, so a connection that
-	// cannot keep up pushes back on yamux as before.
-	gatherMax = 64 << 10
-
-	// gatherInline is the body size from which the send loop writes a
-	// frame itself rather than copying it for the flusher.
-	gatherInline = 8 << 10
+	// gatherMax bounds the bytes handed over but not yet written: room
+	// for two of the largest frames tunnel writes. When it is reached the
+	// send loop waits for the flusher, so a connection that cannot keep up
+	// pushes back on yamux as before.
+	gatherMax = 512 << 10
 
 	// closeFlush bounds how long Close waits for frames handed over (a
 	// goodbye message, say) to reach a connection that is still alive.
 	closeFlush = time.Second
 )
 
+// batches recycles the flusher's buffers across sessions: an idle session
+// holds none.
+var batches = sync.Pool{New: func() any { return new([]byte) }}
+
 // gatherer owns the writes to a connection. Only yamux's send loop calls
-// enqueue and writeNow; the flusher goroutine is started by the first
-// enqueue and ended by close, which waits for it.
+// enqueue; the flusher goroutine is started by the first enqueue and ended
+// by close, which waits for it.
 type gatherer struct {
-	conn     io.Writer
-	vectored bool // conn takes net.Buffers as one writev
+	conn io.Writer
 
 	mu      sync.Mutex
 	wake    sync.Cond // the flusher waits for work; the send loop for room
-	pending []byte    // handed over, not yet written
-	spare   []byte    // the buffer the flusher last wrote, for reuse
-	busy    bool      // a write to conn is in progress
+	pending *[]byte   // handed over, not yet written; nil when empty
+	busy    bool      // the flusher is writing
 	err     error     // the first write error; every later call returns it
 	closing bool
 	started bool
 	done    chan struct{} // closed when the flusher has ended
-
-	vec     [][]byte    // writeNow's scratch, send loop only
-	bufs    net.Buffers // the same, as WriteTo consumes it
-	scratch []byte      // writeNow's scratch without writev, send loop only
 }
 
-func newGatherer(conn io.Writer, vectored bool) *gatherer {
-	g := &gatherer{conn: conn, vectored: vectored, done: make(chan struct{})}
+func newGatherer(conn io.Writer) *gatherer {
+	g := &gatherer{conn: conn, done: make(chan struct{})}
 	g.wake.L = &g.mu
 	return g
 }
@@ -70,7 +68,7 @@ func (g *gatherer) enqueue(hdr, body []byte) error {
 	n := len(hdr) + len(body)
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	for g.err == nil && !g.closing && len(g.pending) > 0 && len(g.pending)+n > gatherMax {
+	for g.err == nil && !g.closing && g.pending != nil && len(*g.pending)+n > gatherMax {
 		g.wake.Wait()
 	}
 	switch {
@@ -79,93 +77,51 @@ func (g *gatherer) enqueue(hdr, body []byte) error {
 	case g.closing:
 		return errGatherClosed
 	}
-	g.pending = append(append(g.pending, hdr...), body...)
+	if g.pending == nil {
+		g.pending = batches.Get().(*[]byte)
+	}
+	*g.pending = append(append(*g.pending, hdr...), body...)
 	if !g.started {
 		g.started = true
 		go g.flush()
 	}
-	g.wake.Broadcast()
+	if !g.busy {
+		g.wake.Broadcast()
+	}
 	return nil
 }
 
-// writeNow writes what is pending, then hdr and body, with one system call
-// where the connection allows, on the caller's goroutine.
-func (g *gatherer) writeNow(hdr, body []byte) error {
-	g.mu.Lock()
-	for g.err == nil && !g.closing && g.busy {
-		g.wake.Wait()
-	}
-	switch {
-	case g.err != nil:
-		g.mu.Unlock()
-		return g.err
-	case g.closing:
-		g.mu.Unlock()
-		return errGatherClosed
-	}
-	// Only the send loop adds to pending, and it is here: the buffer
-	// stays ours until busy is cleared.
-	g.busy = true
-	pending := g.pending
-	g.mu.Unlock()
-
-	var err error
-	if g.vectored {
-		g.vec = append(g.vec[:0], pending, hdr, body)
-		g.bufs = g.vec // WriteTo consumes its receiver; a field, so nothing escapes
-		_, err = g.bufs.WriteTo(g.conn)
-		clear(g.vec) // keep no reference to the caller's body
-	} else {
-		g.scratch = append(append(append(g.scratch[:0], pending...), hdr...), body...)
-		_, err = g.conn.Write(g.scratch)
-		if cap(g.scratch) > 2*gatherMax {
-			g.scratch = nil // don't keep an unusually large frame's buffer
-		}
-	}
-
-	g.mu.Lock()
-	g.pending = pending[:0]
-	g.busy = false
-	g.fail(err)
-	g.wake.Broadcast()
-	g.mu.Unlock()
-	return err
-}
-
-// flush writes what is handed over until close, or the first error.
+// flush writes what is handed over, a batch at a time, until close (having
+// written what was handed over before it) or the first error.
 func (g *gatherer) flush() {
 	defer close(g.done)
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	for {
-		for g.err == nil && !g.closing && (g.busy || len(g.pending) == 0) {
+		for g.err == nil && !g.closing && g.pending == nil {
 			g.wake.Wait()
 		}
-		if g.err != nil || (g.closing && (g.busy || len(g.pending) == 0)) {
-			return
+		if g.err != nil || g.pending == nil {
+			return // failed, or closing with nothing left
 		}
 		batch := g.pending
-		g.pending, g.spare = g.spare[:0], nil
+		g.pending = nil
 		g.busy = true
+		g.wake.Broadcast() // room for the send loop
 		g.mu.Unlock()
 
-		_, err := g.conn.Write(batch)
+		_, err := g.conn.Write(*batch)
+		if cap(*batch) <= 2*gatherMax {
+			*batch = (*batch)[:0]
+			batches.Put(batch)
+		}
 
 		g.mu.Lock()
 		g.busy = false
-		if g.spare == nil && cap(batch) <= 2*gatherMax {
-			g.spare = batch[:0]
+		if err != nil && g.err == nil {
+			g.err = err // what follows could not be framed: the connection is done
 		}
-		g.fail(err)
 		g.wake.Broadcast()
-	}
-}
-
-// fail records the first write error. A connection that failed a write is
-// useless: what follows could not be framed.
-func (g *gatherer) fail(err error) {
-	if err != nil && g.err == nil {
-		g.err = err
 	}
 }
 

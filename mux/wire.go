@@ -3,7 +3,6 @@ package mux
 import (
 	"encoding/binary"
 	"io"
-	"net"
 	"sync/atomic"
 	"time"
 )
@@ -22,12 +21,13 @@ const (
 //
 //   - It sends each data frame with one system call. yamux writes a frame's
 //     12-byte header and its body as two writes; Wire holds the header of a
-//     data frame until its body arrives and sends both together (writev on
-//     TCP; one buffer, and so one TLS record, otherwise). yamux's send loop
-//     is the only writer and always writes a body right after its header.
-//   - It gathers small frames that are ready at once into one write (see
-//     gather.go), so a burst of requests on many streams costs one system
-//     call, not one each.
+//     data frame until its body arrives and sends both together. yamux's
+//     send loop is the only writer and always writes a body right after
+//     its header.
+//   - It gathers the frames that are ready at once into one write and
+//     takes the writing off yamux's send loop (see gather.go), so a burst
+//     of requests on many streams costs one system call, not one each, and
+//     a bulk stream reads while it writes.
 //   - It remembers when bytes last arrived, so a session can tell a silent
 //     peer from a busy one (see SilentFor).
 type Wire struct {
@@ -42,8 +42,7 @@ type Wire struct {
 
 // NewWire wraps conn, a *net.TCPConn or a *tls.Conn, for a session.
 func NewWire(conn io.ReadWriteCloser) *Wire {
-	_, tcp := conn.(*net.TCPConn)
-	w := &Wire{conn: conn, out: newGatherer(conn, tcp)}
+	w := &Wire{conn: conn, out: newGatherer(conn)}
 	w.lastRead.Store(time.Now().UnixNano())
 	return w
 }
@@ -67,24 +66,17 @@ func (w *Wire) SilentFor(now time.Time) time.Duration {
 // Write is called by yamux's send loop only. A frame may still be on its
 // way when Write returns; Close gives it time to leave.
 func (w *Wire) Write(p []byte) (int, error) {
-	if !w.holding {
-		if len(p) == yamuxHeaderSize && p[yamuxTypeOffset] == yamuxTypeData &&
-			binary.BigEndian.Uint32(p[yamuxLengthOffset:]) > 0 {
-			copy(w.hdr[:], p)
-			w.holding = true
-			return len(p), nil
-		}
-		if err := w.out.enqueue(nil, p); err != nil {
-			return 0, err
-		}
-		return len(p), nil
-	}
-	w.holding = false
 	var err error
-	if len(p) >= gatherInline {
-		err = w.out.writeNow(w.hdr[:], p)
-	} else {
+	switch {
+	case w.holding:
+		w.holding = false
 		err = w.out.enqueue(w.hdr[:], p)
+	case len(p) == yamuxHeaderSize && p[yamuxTypeOffset] == yamuxTypeData &&
+		binary.BigEndian.Uint32(p[yamuxLengthOffset:]) > 0:
+		copy(w.hdr[:], p)
+		w.holding = true
+	default:
+		err = w.out.enqueue(nil, p)
 	}
 	if err != nil {
 		return 0, err
