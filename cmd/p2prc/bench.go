@@ -21,7 +21,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	modes := fs.StringSlice("modes", nil, "which modes to measure (default: all): "+bench.ModeNames())
 	concurrency := fs.Int("concurrency", 32, "connections the request workloads keep busy at once")
 	openConns := fs.Int("open-conns", 1000, "connections the memory workload holds open")
-	gomaxprocs := fs.Int("gomaxprocs", 0, "GOMAXPROCS of the relay and node processes (default: Go's)")
+	gomaxprocs := fs.IntSlice("gomaxprocs", nil, "GOMAXPROCS of the relay and node processes, 0 for Go's default; several (0,1) measure each, side by side")
 	profile := fs.String("cpuprofile-dir", "", "write a CPU profile of each relay and node process to this folder")
 	var tok tokenFlags
 	tok.add(fs)

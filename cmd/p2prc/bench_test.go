@@ -162,6 +162,7 @@ func TestBenchRefusesBadFlags(t *testing.T) {
 		{[]string{"--workloads", "tcp-2"}, "tcp-1,tcp-8"},
 		{[]string{"--modes", "fast"}, "unknown mode"},
 		{[]string{"--duration", "1ns"}, "10ms"},
+		{[]string{"--gomaxprocs", "0,-1"}, "GOMAXPROCS -1"},
 		{[]string{"--relay", "127.0.0.1:1"}, "token"},
 	} {
 		_, _, err := runCmd(t, append([]string{"bench"}, tt.args...)...)

@@ -57,8 +57,10 @@ type Config struct {
 	Relay string
 	// Token is the remote relay's token; unused without Relay.
 	Token []byte
-	// GOMAXPROCS, if positive, is passed to the relay and node processes.
-	GOMAXPROCS int
+	// GOMAXPROCS lists the GOMAXPROCS settings of the relay and node
+	// processes to measure, each mode with each; 0 is Go's default. Nil:
+	// Go's default only.
+	GOMAXPROCS []int
 	// ProfileDir, if set, receives a CPU profile of each relay and node
 	// process (relay-MODE.pprof, node-MODE.pprof), written when it stops.
 	ProfileDir string
@@ -139,6 +141,14 @@ func (c *Config) check() error {
 	if c.Modes == nil {
 		c.Modes = DefaultModes
 	}
+	if len(c.GOMAXPROCS) == 0 {
+		c.GOMAXPROCS = []int{0}
+	}
+	for _, n := range c.GOMAXPROCS {
+		if n < 0 || n > 1024 {
+			return fmt.Errorf("GOMAXPROCS %d: give 0 (Go's default) to 1024", n)
+		}
+	}
 	switch {
 	case c.Duration < 10*time.Millisecond || c.Duration > 10*time.Minute:
 		return fmt.Errorf("duration %v: give between 10ms and 10m", c.Duration)
@@ -154,6 +164,32 @@ func (c *Config) check() error {
 		return errors.New("no mode to measure")
 	}
 	return nil
+}
+
+// variant is a mode run with one GOMAXPROCS setting: one relay and node.
+type variant struct {
+	Mode
+	name       string // the mode's name, and the setting unless it is Go's default
+	gomaxprocs int
+}
+
+// variants are the relay-and-node set-ups to measure, in column order.
+func (c *Config) variants() []variant {
+	ns := c.GOMAXPROCS
+	if len(ns) == 0 {
+		ns = []int{0}
+	}
+	var vs []variant
+	for _, m := range c.Modes {
+		for _, n := range ns {
+			name := m.Name
+			if n > 0 {
+				name = fmt.Sprintf("%s,gomaxprocs=%d", m.Name, n)
+			}
+			vs = append(vs, variant{Mode: m, name: name, gomaxprocs: n})
+		}
+	}
+	return vs
 }
 
 // bench is one run.
@@ -200,9 +236,9 @@ func run(ctx context.Context, cfg Config) (*Report, error) {
 
 	rep := newReport(cfg, ws)
 	b.paths = []*path{{name: "direct", addrs: b.svc.addrs()}}
-	for _, m := range cfg.Modes {
-		b.progress.say("starting relay and node (%s)", m.Name)
-		p, err := b.startPath(ctx, m)
+	for _, v := range cfg.variants() {
+		b.progress.say("starting relay and node (%s)", v.name)
+		p, err := b.startPath(ctx, v)
 		if err != nil {
 			return nil, err
 		}
@@ -298,10 +334,10 @@ func (b *bench) measure(ctx context.Context, w workload, p *path) (result, error
 	return res, nil
 }
 
-// startPath starts a mode's relay (unless it is remote) and node, and waits
-// until the node has a public port for every service.
-func (b *bench) startPath(ctx context.Context, m Mode) (*path, error) {
-	p := &path{name: m.Name, addrs: make(map[service]string), idle: make(map[string]usage)}
+// startPath starts a variant's relay (unless it is remote) and node, and
+// waits until the node has a public port for every service.
+func (b *bench) startPath(ctx context.Context, m variant) (*path, error) {
+	p := &path{name: m.name, addrs: make(map[service]string), idle: make(map[string]usage)}
 	relayAddr := b.cfg.Relay
 	if relayAddr == "" {
 		relay, addr, err := b.startRelay(ctx, m)
@@ -326,15 +362,21 @@ func (b *bench) startPath(ctx context.Context, m Mode) (*path, error) {
 }
 
 // childEnv is the environment of a relay or node process.
-func (b *bench) childEnv(role, mode string) []string {
+func (b *bench) childEnv(role string, m variant) []string {
 	env := []string{"P2PRC_TOKEN=" + string(b.token)}
-	if b.cfg.GOMAXPROCS > 0 {
-		env = append(env, fmt.Sprintf("GOMAXPROCS=%d", b.cfg.GOMAXPROCS))
+	if m.gomaxprocs > 0 {
+		env = append(env, fmt.Sprintf("GOMAXPROCS=%d", m.gomaxprocs))
 	}
 	if b.cfg.ProfileDir != "" {
-		env = append(env, ProfileEnv+"="+filepath.Join(b.cfg.ProfileDir, role+"-"+mode+".pprof"))
+		env = append(env, ProfileEnv+"="+filepath.Join(b.cfg.ProfileDir, role+"-"+fileName(m.name)+".pprof"))
 	}
 	return env
+}
+
+// fileName makes a variant's name fit a file name: "plain,gomaxprocs=1"
+// becomes "plain-gomaxprocs1".
+func fileName(name string) string {
+	return strings.NewReplacer(",", "-", "=", "").Replace(name)
 }
 
 func (b *bench) start(name string, args, env []string) (*child, error) {
@@ -361,14 +403,14 @@ func (b *bench) cleanup() {
 	b.progress.done()
 }
 
-func (b *bench) startRelay(ctx context.Context, m Mode) (*child, string, error) {
-	dir := filepath.Join(b.dir, "relay-"+m.Name)
+func (b *bench) startRelay(ctx context.Context, m variant) (*child, string, error) {
+	dir := filepath.Join(b.dir, "relay-"+fileName(m.name))
 	args := append([]string{"relay",
 		"--listen", "127.0.0.1:0", "--public-host", "127.0.0.1", "--bind-host", "127.0.0.1",
-		"--ports", relayPorts, "--name", "bench-relay-" + m.Name,
+		"--ports", relayPorts, "--name", "bench-relay-" + fileName(m.name),
 		"--state", dir, "--log-format", "json",
 	}, m.RelayArgs...)
-	c, err := b.start("relay", args, b.childEnv("relay", m.Name))
+	c, err := b.start("relay", args, b.childEnv("relay", m))
 	if err != nil {
 		return nil, "", err
 	}
@@ -386,9 +428,9 @@ func (b *bench) startRelay(ctx context.Context, m Mode) (*child, string, error) 
 // mappingLine is what a node prints for each port it was granted.
 var mappingLine = regexp.MustCompile(`^(tcp|udp) (\S+) -> (\S+)$`)
 
-func (b *bench) startNode(ctx context.Context, m Mode, relay string, p *path) (*child, error) {
+func (b *bench) startNode(ctx context.Context, m variant, relay string, p *path) (*child, error) {
 	args := []string{"node", "--relay", relay, "--once",
-		"--name", "bench-node-" + m.Name, "--state", filepath.Join(b.dir, "node-"+m.Name), "--log-format", "json"}
+		"--name", "bench-node-" + fileName(m.name), "--state", filepath.Join(b.dir, "node-"+fileName(m.name)), "--log-format", "json"}
 	want := make(map[string]service) // "tcp 127.0.0.1:N" -> service
 	for svc, addr := range b.svc.addrs() {
 		if svc == svcUDP && !udpThroughRelay {
@@ -398,7 +440,7 @@ func (b *bench) startNode(ctx context.Context, m Mode, relay string, p *path) (*
 		want[svc.network()+" "+addr] = svc
 	}
 	args = append(args, m.NodeArgs...)
-	c, err := b.start("node", args, b.childEnv("node", m.Name))
+	c, err := b.start("node", args, b.childEnv("node", m))
 	if err != nil {
 		return nil, err
 	}

@@ -184,6 +184,21 @@ func TestReportMedianOfRounds(t *testing.T) {
 	}
 }
 
+// Each mode is measured with each GOMAXPROCS setting, as its own column.
+func TestVariants(t *testing.T) {
+	c := Config{Modes: []Mode{{Name: "tls"}, {Name: "plain"}}, GOMAXPROCS: []int{0, 1}}
+	var names []string
+	for _, v := range c.variants() {
+		names = append(names, v.name)
+	}
+	if got := strings.Join(names, " "); got != "tls tls,gomaxprocs=1 plain plain,gomaxprocs=1" {
+		t.Errorf("variants %q", got)
+	}
+	if f := fileName("plain,gomaxprocs=1"); f != "plain-gomaxprocs1" {
+		t.Errorf("file name %q", f)
+	}
+}
+
 func TestLinesWaitAndTail(t *testing.T) {
 	l := newLines()
 	c := &child{name: "node", stdout: l, stderr: l, done: make(chan struct{})}

@@ -19,9 +19,8 @@ type Report struct {
 	Rounds      int        `json:"rounds"`
 	Concurrency int        `json:"concurrency"`
 	OpenConns   int        `json:"open_connections"`
-	GOMAXPROCS  int        `json:"gomaxprocs,omitempty"` // of relay and node; 0: Go's default
 	Relay       string     `json:"relay"`                // "local", or the remote relay's HOST:PORT
-	Modes       []string   `json:"modes"`
+	Modes       []string   `json:"modes"` // the relayed columns: each mode, with its GOMAXPROCS unless Go's default
 	LoadAverage [2]float64 `json:"load_average"` // one-minute load average at the start and the end
 	Rows        []Row      `json:"rows"`
 	Notes       []string   `json:"notes,omitempty"`
@@ -51,12 +50,11 @@ func newReport(cfg Config, ws []workload) *Report {
 		Rounds:      cfg.Rounds,
 		Concurrency: cfg.Concurrency,
 		OpenConns:   cfg.OpenConns,
-		GOMAXPROCS:  cfg.GOMAXPROCS,
 		Relay:       cmp.Or(cfg.Relay, "local"),
 	}
 	r.LoadAverage[0] = loadAverage()
-	for _, m := range cfg.Modes {
-		r.Modes = append(r.Modes, m.Name)
+	for _, v := range cfg.variants() {
+		r.Modes = append(r.Modes, v.name)
 	}
 	return r
 }
@@ -168,9 +166,6 @@ func (r *Report) WriteTable(w io.Writer) error {
 	where := "relay and node: separate processes on this machine"
 	if r.Relay != "local" {
 		where = "relay: " + r.Relay + "; node: a process on this machine"
-	}
-	if r.GOMAXPROCS > 0 {
-		where += fmt.Sprintf(", GOMAXPROCS=%d", r.GOMAXPROCS)
 	}
 	fmt.Fprintf(&b, "%s; ratio = relay / direct (higher is better for rates, lower for times)\n\n", where)
 
