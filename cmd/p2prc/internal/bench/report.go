@@ -19,8 +19,8 @@ type Report struct {
 	Rounds      int        `json:"rounds"`
 	Concurrency int        `json:"concurrency"`
 	OpenConns   int        `json:"open_connections"`
-	Relay       string     `json:"relay"`                // "local", or the remote relay's HOST:PORT
-	Modes       []string   `json:"modes"` // the relayed columns: each mode, with its GOMAXPROCS unless Go's default
+	Relay       string     `json:"relay"`        // "local", or the remote relay's HOST:PORT
+	Modes       []string   `json:"modes"`        // the relayed columns: each mode, with its GOMAXPROCS unless Go's default
 	LoadAverage [2]float64 `json:"load_average"` // one-minute load average at the start and the end
 	Rows        []Row      `json:"rows"`
 	Notes       []string   `json:"notes,omitempty"`
