@@ -22,11 +22,14 @@ import (
 // frame costs less than the system calls and the wake-ups it saves
 // (BenchmarkRequestBurst, p2prc bench tcp-1).
 const (
-	// gatherMax bounds the bytes handed over but not yet written: room
-	// for two of the largest frames tunnel writes. When it is reached the
-	// send loop waits for the flusher, so a connection that cannot keep up
-	// pushes back on yamux as before.
-	gatherMax = 512 << 10
+	// gatherMax bounds the bytes handed over but not yet taken by the
+	// flusher: one of the largest frames tunnel writes (256 KiB) waits
+	// while another is written, which is all a bulk stream needs to read
+	// while it writes; a frame is always taken when nothing waits. Past
+	// it the send loop waits for the flusher, so a connection that cannot
+	// keep up pushes back on yamux as before, and a small frame never
+	// queues behind more than about two large ones.
+	gatherMax = 256 << 10
 
 	// closeFlush bounds how long Close waits for frames handed over (a
 	// goodbye message, say) to reach a connection that is still alive.
