@@ -7,7 +7,7 @@ GOFMT   ?= $(shell $(GO) env GOROOT)/bin/gofmt
 # The race detector needs cgo, so a C compiler; 'make test RACE=' runs without it.
 RACE    ?= -race
 
-.PHONY: all build static docker test demo lint fuzz clean
+.PHONY: all build static docker test demo bench microbench lint fuzz clean
 
 all: build
 
@@ -39,6 +39,15 @@ test:
 # The whole path on this machine: relay, node, a web page fetched through the relay.
 demo:
 	$(GO) run ./cmd/p2prc demo
+
+# Direct against relayed, side by side: relay and node as separate processes.
+# BENCHFLAGS passes flags, e.g. BENCHFLAGS="--duration 1s --workloads tcp-1,rr".
+bench: build
+	$(BIN) bench $(BENCHFLAGS)
+
+# The hot paths (frame writes, stream copy, headers), with allocations.
+microbench:
+	$(GO) test -run '^$$' -bench . -benchmem ./mux ./tunnel
 
 lint:
 	@out=$$($(GOFMT) -l .) || exit 1; test -z "$$out" || { echo "gofmt would change:"; echo "$$out"; exit 1; }

@@ -3,7 +3,6 @@ package mux
 import (
 	"encoding/binary"
 	"io"
-	"net"
 	"sync/atomic"
 	"time"
 )
@@ -17,31 +16,33 @@ const (
 	yamuxTypeData     = 0
 )
 
-// Wire is the connection under a yamux session. It does two things yamux
+// Wire is the connection under a yamux session. It does three things yamux
 // does not:
 //
 //   - It sends each data frame with one system call. yamux writes a frame's
 //     12-byte header and its body as two writes; Wire holds the header of a
-//     data frame until its body arrives and sends both together (writev on
-//     TCP; one buffer, and so one TLS record, otherwise). yamux's send loop
-//     is the only writer and always writes a body right after its header.
+//     data frame until its body arrives and sends both together. yamux's
+//     send loop is the only writer and always writes a body right after
+//     its header.
+//   - It gathers the frames that are ready at once into one write and
+//     takes the writing off yamux's send loop (see gather.go), so a burst
+//     of requests on many streams costs one system call, not one each, and
+//     a bulk stream reads while it writes.
 //   - It remembers when bytes last arrived, so a session can tell a silent
 //     peer from a busy one (see SilentFor).
 type Wire struct {
-	conn     io.ReadWriteCloser
-	vectored bool // conn takes net.Buffers as one writev
+	conn io.ReadWriteCloser
+	out  *gatherer
 
 	lastRead atomic.Int64 // unix nanoseconds
 
 	hdr     [yamuxHeaderSize]byte
 	holding bool
-	scratch []byte // header+body for connections without writev
 }
 
 // NewWire wraps conn, a *net.TCPConn or a *tls.Conn, for a session.
 func NewWire(conn io.ReadWriteCloser) *Wire {
-	_, tcp := conn.(*net.TCPConn)
-	w := &Wire{conn: conn, vectored: tcp}
+	w := &Wire{conn: conn, out: newGatherer(conn)}
 	w.lastRead.Store(time.Now().UnixNano())
 	return w
 }
@@ -62,34 +63,33 @@ func (w *Wire) SilentFor(now time.Time) time.Duration {
 	return now.Sub(time.Unix(0, w.lastRead.Load()))
 }
 
-// Write is called by yamux's send loop only.
+// Write is called by yamux's send loop only. A frame may still be on its
+// way when Write returns; Close gives it time to leave.
 func (w *Wire) Write(p []byte) (int, error) {
-	if !w.holding {
-		if len(p) == yamuxHeaderSize && p[yamuxTypeOffset] == yamuxTypeData &&
-			binary.BigEndian.Uint32(p[yamuxLengthOffset:]) > 0 {
-			copy(w.hdr[:], p)
-			w.holding = true
-			return len(p), nil
-		}
-		return w.conn.Write(p)
-	}
-	w.holding = false
-	var n int64
 	var err error
-	if w.vectored {
-		bufs := net.Buffers{w.hdr[:], p}
-		n, err = bufs.WriteTo(w.conn)
-	} else {
-		w.scratch = append(append(w.scratch[:0], w.hdr[:]...), p...)
-		var m int
-		m, err = w.conn.Write(w.scratch)
-		n = int64(m)
-		if cap(w.scratch) > 64<<10 {
-			w.scratch = nil // don't keep an unusually large frame's buffer
-		}
+	switch {
+	case w.holding:
+		w.holding = false
+		err = w.out.enqueue(w.hdr[:], p)
+	case len(p) == yamuxHeaderSize && p[yamuxTypeOffset] == yamuxTypeData &&
+		binary.BigEndian.Uint32(p[yamuxLengthOffset:]) > 0:
+		copy(w.hdr[:], p)
+		w.holding = true
+	default:
+		err = w.out.enqueue(nil, p)
 	}
-	return max(0, int(n)-yamuxHeaderSize), err
+	if err != nil {
+		return 0, err
+	}
+	return len(p), nil
 }
 
-// Close closes the connection.
-func (w *Wire) Close() error { return w.conn.Close() }
+// Close writes what Write has accepted, waiting up to a second for a live
+// peer to take it, then closes the connection. Safe to call more than once.
+func (w *Wire) Close() error {
+	var setDeadline func(time.Time) error
+	if c, ok := w.conn.(interface{ SetWriteDeadline(time.Time) error }); ok {
+		setDeadline = c.SetWriteDeadline
+	}
+	return w.out.close(setDeadline, w.conn.Close)
+}

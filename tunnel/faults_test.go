@@ -139,7 +139,7 @@ func TestStalledPeerNoticedDuringBulkTransfer(t *testing.T) {
 		t.Fatalf("node did not notice the frozen relay within %v; its log:\n%s", bound, node.Logs)
 	}
 	t.Logf("relay noticed after %v, node after about %v (peer timeout %v)", relaySaw.Round(10*time.Millisecond), time.Since(frozeAt).Round(10*time.Millisecond), peerTimeout)
-	if !eventually(time.Second, func() bool { return relay.Logs.count("sent nothing") > 0 }) {
+	if !eventually(time.Second, func() bool { return relay.Logs.count("sent nothing") > 0 }) { // logged just after the session is dropped
 		t.Errorf("the relay did not say why it dropped the node; its log:\n%s", relay.Logs)
 	}
 }

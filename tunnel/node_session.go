@@ -386,8 +386,11 @@ func (s *nodeSession) shut(code mux.ErrorCode, reason string) {
 	if reason != "" {
 		wait = sendBounded(s.ctrl, &mux.Close{Code: code, Reason: reason})
 	}
-	s.pipes.closeAll()
+	// The session first: a pipe's stream can be stuck behind yamux's reader,
+	// which holds a stream lock while it waits for the rest of a frame;
+	// closing the connection frees it, so aborting cannot hang.
 	s.ym.Close()
+	s.pipes.closeAll()
 	wait()
 }
 

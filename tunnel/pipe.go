@@ -13,18 +13,6 @@ import (
 	"github.com/p2prc/p2prc/mux"
 )
 
-// Copy buffers. A direction reads into its own small buffer while it is idle
-// or trickling, borrows a large pooled one once a read fills the small one,
-// and gives it back when a read returns less than a small buffer's worth, so a thousand idle connections cost a thousand small buffers, not a
-// thousand large ones. The large size is also the largest yamux frame we
-// write, which bounds how long one frame occupies a slow link.
-const (
-	smallBufSize = 4 << 10
-	largeBufSize = 32 << 10
-)
-
-var largeBufs = sync.Pool{New: func() any { b := make([]byte, largeBufSize); return &b }}
-
 // pipe joins one TCP connection (a visitor's at the relay, the local
 // service's at the node) to the yamux stream that carries it, until both
 // directions are done.
@@ -124,14 +112,11 @@ func (p *pipe) isAborted() bool {
 // time the copy falls idle. When counted is set, each chunk written adds to
 // it at once, so metrics move while data flows.
 func copyAdaptive(dst io.Writer, src io.Reader, shrink *yamux.Stream, counted *atomic.Uint64) error {
-	small := make([]byte, smallBufSize)
-	buf := small
-	var large *[]byte
-	defer func() {
-		if large != nil {
-			largeBufs.Put(large)
-		}
-	}()
+	small := smallBuf()
+	defer small.release()
+	buf := *small.b
+	var busy copyBuf // borrowed while the direction is busy (see buffers.go)
+	defer func() { busy.release() }()
 	for {
 		n, rerr := src.Read(buf)
 		if n > 0 {
@@ -144,12 +129,12 @@ func copyAdaptive(dst io.Writer, src io.Reader, shrink *yamux.Stream, counted *a
 			}
 		}
 		switch {
-		case n == len(buf) && large == nil:
-			large = largeBufs.Get().(*[]byte)
-			buf = *large
-		case n < smallBufSize && large != nil:
-			largeBufs.Put(large)
-			large, buf = nil, small
+		case n == len(buf) && busy.b == nil:
+			busy = busyBuf()
+			buf = *busy.b
+		case n < smallBufSize && busy.b != nil:
+			busy.release()
+			busy, buf = copyBuf{}, *small.b
 			if shrink != nil {
 				shrink.Shrink()
 			}

@@ -16,8 +16,10 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	stopProfile := startProfile(os.Stderr)
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
+	stopProfile()
 	if err != nil && !errors.Is(err, pflag.ErrHelp) {
 		fmt.Fprintln(os.Stderr, "p2prc:", err)
 		os.Exit(1)
@@ -47,6 +49,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runIPTable(ctx, rest, stdout, stderr)
 	case "demo":
 		return runDemo(ctx, rest, stdout, stderr)
+	case "bench":
+		return runBench(ctx, rest, stdout, stderr)
 	case "version":
 		return runVersion(rest, stdout)
 	case "help", "-h", "--help":
@@ -68,6 +72,7 @@ Commands:
                   'relays add HOST:PORT' adds one, 'relays probe' measures them all
   p2prc iptable   list P2PRC's IP table
   p2prc demo      run relay, node and a web page on this machine, then exit
+  p2prc bench     measure the relay path beside the direct one, on this machine
   p2prc version   print the version
 Run 'p2prc COMMAND --help' for a command's flags and their defaults.
 

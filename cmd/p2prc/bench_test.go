@@ -1,0 +1,173 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/p2prc/p2prc/cmd/p2prc/internal/bench"
+)
+
+// processesUnder returns the PIDs of running processes whose command line
+// mentions dir: the relays and nodes a bench started with state dirs in it.
+func processesUnder(t *testing.T, dir string) []string {
+	t.Helper()
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Skip("no /proc: cannot see the bench's processes")
+	}
+	var pids []string
+	for _, e := range ents {
+		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err == nil && strings.Contains(string(cmdline), dir) {
+			pids = append(pids, e.Name())
+		}
+	}
+	return pids
+}
+
+// waitGone fails the test unless every process under dir ends within d.
+func waitGone(t *testing.T, dir string, d time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		pids := processesUnder(t, dir)
+		if len(pids) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			for _, pid := range pids {
+				if p, err := os.FindProcess(atoi(pid)); err == nil {
+					p.Kill()
+				}
+			}
+			t.Fatalf("processes %v outlived the bench", pids)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func atoi(s string) int {
+	n := 0
+	for _, c := range s {
+		n = n*10 + int(c-'0')
+	}
+	return n
+}
+
+// p2prc bench starts a relay and a node, measures each workload directly
+// and through them, prints figures a script can read, and leaves no
+// process or file behind.
+func TestBenchMeasuresBothPaths(t *testing.T) {
+	tmp := t.TempDir()
+	b := start(t, []string{"TMPDIR=" + tmp}, "bench", "--json", "--duration", "150ms",
+		"--workloads", "tcp-1,rr,conn,mem", "--concurrency", "4", "--open-conns", "50")
+	if err := b.wait(t, 2*time.Minute); err != nil {
+		t.Fatalf("bench: %v\n%s", err, b.stderr.String())
+	}
+	var rep bench.Report
+	if err := json.Unmarshal([]byte(b.stdout.String()), &rep); err != nil {
+		t.Fatalf("--json output: %v\n%s", err, b.stdout.String())
+	}
+	mode := rep.Modes[0]
+	seen := map[string]bool{}
+	for _, row := range rep.Rows {
+		seen[row.Workload+" "+row.Metric] = true
+		if v, ok := row.Relay[mode]; !ok || v <= 0 {
+			t.Errorf("%s %s through the relay: %v, want a positive figure", row.Workload, row.Metric, v)
+		}
+		if row.Workload != "mem" && !strings.Contains(row.Metric, "CPU") && (row.Direct == nil || *row.Direct <= 0 || row.Ratio[mode] <= 0) {
+			t.Errorf("%s %s: direct %v, ratio %v; want both", row.Workload, row.Metric, row.Direct, row.Ratio[mode])
+		}
+	}
+	for _, want := range []string{"tcp-1 Gbit/s", "tcp-1 relay CPU s/GB", "tcp-1 node CPU s/GB", "rr req/s", "rr p99 ms",
+		"conn conn/s", "conn p50 ms", "mem relay RSS idle MB", "mem relay RSS, 50 conns MB", "mem node RSS, 50 conns MB"} {
+		if !seen[want] {
+			t.Errorf("no %q row", want)
+		}
+	}
+	if !regexp.MustCompile(`\[\d+/\d+\] ` + mode + `: requests on kept-alive`).MatchString(b.stderr.String()) {
+		t.Errorf("no progress lines on stderr:\n%s", b.stderr.String())
+	}
+	waitGone(t, tmp, 5*time.Second)
+	if left, _ := os.ReadDir(tmp); len(left) > 0 {
+		t.Errorf("the bench left %v in its temporary folder", left)
+	}
+}
+
+// Pointed at a relay of one's own (here on loopback), the bench starts
+// only a node and measures through that relay; the relay's own CPU and
+// memory are not the bench's to read.
+func TestBenchThroughOwnRelay(t *testing.T) {
+	addr, _ := startRelayProcess(t, "own-token")
+	tmp := t.TempDir()
+	b := start(t, []string{"TMPDIR=" + tmp, "P2PRC_TOKEN=own-token"}, "bench", "--relay", addr, "--json",
+		"--duration", "150ms", "--workloads", "rr,mem", "--concurrency", "2", "--open-conns", "20")
+	if err := b.wait(t, time.Minute); err != nil {
+		t.Fatalf("bench: %v\n%s", err, b.stderr.String())
+	}
+	var rep bench.Report
+	if err := json.Unmarshal([]byte(b.stdout.String()), &rep); err != nil {
+		t.Fatalf("--json output: %v\n%s", err, b.stdout.String())
+	}
+	if rep.Relay != addr {
+		t.Errorf("report names relay %q, want %q", rep.Relay, addr)
+	}
+	metrics := map[string]float64{}
+	for _, row := range rep.Rows {
+		metrics[row.Workload+" "+row.Metric] = row.Relay[rep.Modes[0]]
+	}
+	if metrics["rr req/s"] <= 0 || metrics["mem node RSS, 20 conns MB"] <= 0 {
+		t.Errorf("no figures through the relay: %v", metrics)
+	}
+	for m := range metrics {
+		if strings.HasPrefix(m, "rr relay") || strings.HasPrefix(m, "mem relay") {
+			t.Errorf("a figure %q for a relay the bench does not run", m)
+		}
+	}
+	waitGone(t, tmp, 5*time.Second)
+}
+
+// Interrupted or killed, the bench takes its relay and node with it.
+func TestBenchStopsItsProcesses(t *testing.T) {
+	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGKILL} {
+		t.Run(sig.String(), func(t *testing.T) {
+			tmp := t.TempDir()
+			b := start(t, []string{"TMPDIR=" + tmp}, "bench", "--duration", "30s", "--workloads", "rr", "--concurrency", "2")
+			b.stderr.waitFor(t, regexp.MustCompile(`\[1/2\]`), time.Minute) // relay and node are up
+			if len(processesUnder(t, tmp)) < 2 {
+				t.Fatal("the relay and node processes were not found")
+			}
+			b.cmd.Process.Signal(sig)
+			err := b.wait(t, 20*time.Second)
+			if sig == syscall.SIGINT && (err == nil || !strings.Contains(b.stderr.String(), "interrupted")) {
+				t.Errorf("an interrupted bench exited with %v and said:\n%s", err, b.stderr.String())
+			}
+			waitGone(t, tmp, 10*time.Second)
+		})
+	}
+}
+
+func TestBenchRefusesBadFlags(t *testing.T) {
+	t.Setenv("P2PRC_TOKEN", "") // so --relay fails for want of a token, before dialing
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--workloads", "tcp-2"}, "tcp-1,tcp-8"},
+		{[]string{"--modes", "fast"}, "unknown mode"},
+		{[]string{"--duration", "1ns"}, "10ms"},
+		{[]string{"--gomaxprocs", "0,-1"}, "GOMAXPROCS -1"},
+		{[]string{"--relay", "127.0.0.1:1"}, "token"},
+	} {
+		_, _, err := runCmd(t, append([]string{"bench"}, tt.args...)...)
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("bench %q: %v, want an error mentioning %q", tt.args, err, tt.want)
+		}
+	}
+}

@@ -1,0 +1,498 @@
+// Package bench is `p2prc bench`: it measures the relay path beside the
+// direct one, in the same run, and reports both with their ratio.
+//
+// The bench runs its own local services (a discarding sink, an echo server,
+// a one-request server and a UDP counter) and load generators in its own
+// process, on loopback. The relay and node are separate processes — the
+// same binary, started again with the relay and node subcommands and
+// temporary state dirs — so the CPU time and memory read from /proc are
+// theirs alone. Each workload runs first against the service directly, then
+// through each mode's relay and node, one after the other, so every ratio
+// compares figures taken moments apart.
+//
+// Against a remote relay (Config.Relay) the bench starts only a node, which
+// exposes the bench's services through that relay; the relay's own CPU and
+// memory are then not known.
+package bench
+
+import (
+	"cmp"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Config says what to measure. Zero values mean the defaults on each field.
+type Config struct {
+	// Exe is the p2prc binary run as relay and node. Zero: this program.
+	Exe string
+	// Duration is how long each workload runs on each path. Zero: 3 s.
+	Duration time.Duration
+	// Workloads are the names of the workloads to run. Nil: all.
+	Workloads []string
+	// Modes are the ways relay and node are run, each measured. Nil: all
+	// of DefaultModes.
+	Modes []Mode
+	// Rounds is how many times each workload is measured on each path,
+	// the paths taking turns; the report gives the medians. Zero: 1.
+	Rounds int
+	// Concurrency is how many connections the request workloads keep
+	// busy at once. Zero: 32.
+	Concurrency int
+	// OpenConns is how many connections the memory workload holds open.
+	// Zero: 1,000.
+	OpenConns int
+	// Relay, if set, is a remote relay's HOST:PORT: only a node is started
+	// here, and Token must be the relay's token.
+	Relay string
+	// Token is the remote relay's token; unused without Relay.
+	Token []byte
+	// GOMAXPROCS lists the GOMAXPROCS settings of the relay and node
+	// processes to measure, each mode with each; 0 is Go's default. Nil:
+	// Go's default only.
+	GOMAXPROCS []int
+	// ProfileDir, if set, receives a CPU profile of each relay and node
+	// process (relay-MODE.pprof, node-MODE.pprof), written when it stops.
+	ProfileDir string
+	// Progress receives a line per step (on a terminal, one line
+	// rewritten). Nil: no progress.
+	Progress io.Writer
+}
+
+// A Mode is one way of running relay and node: the flags each is given.
+type Mode struct {
+	Name      string
+	RelayArgs []string
+	NodeArgs  []string
+}
+
+// DefaultModes are the modes measured unless told otherwise: "tls", how a
+// relay and a node run by default (the node trusts the relay's certificate
+// on first use), and "plain", with --insecure-plaintext on both.
+var DefaultModes = []Mode{
+	{Name: "tls"},
+	{Name: "plain", RelayArgs: []string{"--insecure-plaintext"}, NodeArgs: []string{"--insecure-plaintext"}},
+}
+
+// ModeNames lists the names of DefaultModes.
+func ModeNames() string {
+	var names []string
+	for _, m := range DefaultModes {
+		names = append(names, m.Name)
+	}
+	return strings.Join(names, ",")
+}
+
+// SelectModes returns the named modes of DefaultModes.
+func SelectModes(names []string) ([]Mode, error) {
+	var out []Mode
+	for _, n := range names {
+		i := slices.IndexFunc(DefaultModes, func(m Mode) bool { return m.Name == n })
+		if i < 0 {
+			return nil, fmt.Errorf("unknown mode %q: choose from %s", n, ModeNames())
+		}
+		out = append(out, DefaultModes[i])
+	}
+	return out, nil
+}
+
+// Defaults.
+const (
+	defaultDuration    = 3 * time.Second
+	defaultConcurrency = 32
+	defaultOpenConns   = 1000
+
+	// relayPorts is where a bench relay grants ports; busy ones are skipped.
+	relayPorts = "47000-47999"
+
+	// readyTimeout bounds how long relay and node may take to be ready.
+	readyTimeout = 20 * time.Second
+)
+
+// ProfileEnv names the environment variable that makes a p2prc process
+// write a CPU profile to the file it names when it exits.
+const ProfileEnv = "P2PRC_CPUPROFILE"
+
+func (c *Config) check() error {
+	if c.Exe == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return fmt.Errorf("finding this program to start relay and node: %w", err)
+		}
+		c.Exe = exe
+	}
+	c.Duration = cmp.Or(c.Duration, defaultDuration)
+	c.Rounds = cmp.Or(c.Rounds, 1)
+	c.Concurrency = cmp.Or(c.Concurrency, defaultConcurrency)
+	c.OpenConns = cmp.Or(c.OpenConns, defaultOpenConns)
+	if c.Modes == nil {
+		c.Modes = DefaultModes
+	}
+	if len(c.GOMAXPROCS) == 0 {
+		c.GOMAXPROCS = []int{0}
+	}
+	for _, n := range c.GOMAXPROCS {
+		if n < 0 || n > 1024 {
+			return fmt.Errorf("GOMAXPROCS %d: give 0 (Go's default) to 1024", n)
+		}
+	}
+	switch {
+	case c.Duration < 10*time.Millisecond || c.Duration > 10*time.Minute:
+		return fmt.Errorf("duration %v: give between 10ms and 10m", c.Duration)
+	case c.Rounds < 1 || c.Rounds > 100:
+		return fmt.Errorf("rounds %d: give 1 to 100", c.Rounds)
+	case c.Concurrency < 1 || c.Concurrency > 1024:
+		return fmt.Errorf("concurrency %d: give 1 to 1024", c.Concurrency)
+	case c.OpenConns < 1 || c.OpenConns > 10000:
+		return fmt.Errorf("open connections %d: give 1 to 10000", c.OpenConns)
+	case c.Relay != "" && len(c.Token) == 0:
+		return errors.New("a remote relay needs its token: --token-file FILE or P2PRC_TOKEN")
+	case len(c.Modes) == 0:
+		return errors.New("no mode to measure")
+	}
+	return nil
+}
+
+// variant is a mode run with one GOMAXPROCS setting: one relay and node.
+type variant struct {
+	Mode
+	name       string // the mode's name, and the setting unless it is Go's default
+	gomaxprocs int
+}
+
+// variants are the relay-and-node set-ups to measure, in column order.
+func (c *Config) variants() []variant {
+	ns := c.GOMAXPROCS
+	if len(ns) == 0 {
+		ns = []int{0}
+	}
+	var vs []variant
+	for _, m := range c.Modes {
+		for _, n := range ns {
+			name := m.Name
+			if n > 0 {
+				name = fmt.Sprintf("%s,gomaxprocs=%d", m.Name, n)
+			}
+			vs = append(vs, variant{Mode: m, name: name, gomaxprocs: n})
+		}
+	}
+	return vs
+}
+
+// bench is one run.
+type bench struct {
+	cfg      Config
+	svc      *services
+	dir      string // temporary state dirs live here
+	token    []byte
+	progress *progress
+	paths    []*path
+	children []*child
+}
+
+// Run measures the selected workloads on every path and returns the
+// figures. It blocks until done or ctx ends; every process it started is
+// stopped (by PID) and every temporary file removed before it returns.
+func Run(ctx context.Context, cfg Config) (*Report, error) {
+	rep, err := run(ctx, cfg)
+	if err != nil && ctx.Err() != nil {
+		return nil, errors.New("interrupted before it finished; nothing to report")
+	}
+	return rep, err
+}
+
+func run(ctx context.Context, cfg Config) (*Report, error) {
+	if err := cfg.check(); err != nil {
+		return nil, err
+	}
+	ws, err := selectWorkloads(cfg.Workloads)
+	if err != nil {
+		return nil, err
+	}
+	b := &bench{cfg: cfg, progress: newProgress(cfg.Progress), token: cfg.Token}
+	defer b.cleanup()
+	if b.dir, err = os.MkdirTemp("", "p2prc-bench-*"); err != nil {
+		return nil, err
+	}
+	if b.token == nil {
+		b.token = []byte(randomHex(16))
+	}
+	if b.svc, err = startServices(); err != nil {
+		return nil, err
+	}
+
+	rep := newReport(cfg, ws)
+	b.paths = []*path{{name: "direct", addrs: b.svc.addrs()}}
+	for _, v := range cfg.variants() {
+		b.progress.say("starting relay and node (%s)", v.name)
+		p, err := b.startPath(ctx, v)
+		if err != nil {
+			return nil, err
+		}
+		b.paths = append(b.paths, p)
+	}
+	steps, step := b.countSteps(ws), 0
+	for _, w := range ws {
+		for round := range cfg.Rounds {
+			for _, p := range b.order(round) {
+				if p.direct() && w.relayed {
+					continue
+				}
+				if _, ok := p.addrs[w.service]; !ok {
+					if round == 0 {
+						rep.note(fmt.Sprintf("%s via %s: not measured, the relay does not forward %s yet", w.name, p.name, w.service.network()))
+					}
+					continue
+				}
+				step++
+				b.progress.say("[%d/%d] %s: %s", step, steps, p.name, w.title)
+				res, err := b.measure(ctx, w, p)
+				if err != nil {
+					return nil, fmt.Errorf("%s via %s: %w", w.name, p.name, err)
+				}
+				rep.add(w, p.name, res)
+			}
+		}
+	}
+	rep.finish()
+	return rep, nil
+}
+
+// order is the order of the paths in a round: reversed every other round,
+// so a load that drifts during a run favours neither path.
+func (b *bench) order(round int) []*path {
+	if round%2 == 0 {
+		return b.paths
+	}
+	r := slices.Clone(b.paths)
+	slices.Reverse(r)
+	return r
+}
+
+// countSteps is how many measurements the run makes.
+func (b *bench) countSteps(ws []workload) int {
+	n := 0
+	for _, w := range ws {
+		for _, p := range b.paths {
+			if _, ok := p.addrs[w.service]; ok && (!p.direct() || !w.relayed) {
+				n += b.cfg.Rounds
+			}
+		}
+	}
+	return n
+}
+
+// measure runs w on p and adds the relay's and node's CPU time per unit
+// of work moved.
+func (b *bench) measure(ctx context.Context, w workload, p *path) (result, error) {
+	procs := p.processes()
+	before := make([]usage, len(procs))
+	for i, np := range procs {
+		before[i], _ = readUsage(np.c.pid())
+	}
+	res, err := w.run(ctx, b, p)
+	for _, np := range procs {
+		if ok, exitErr := np.c.exited(); ok {
+			return result{}, np.c.failure(fmt.Sprintf("during the run (%v)", exitErr))
+		}
+	}
+	if err != nil {
+		return result{}, err
+	}
+	if w.perOp == "" || res.ops <= 0 {
+		return res, nil
+	}
+	unit := "s/" + w.perOp
+	scale := 1.0
+	if w.perOp != "GB" {
+		unit, scale = "µs/"+w.perOp, 1e6
+	}
+	for i, np := range procs {
+		after, err := readUsage(np.c.pid())
+		if err != nil {
+			continue
+		}
+		res.figures = append(res.figures, figure{
+			metric:  np.role + " CPU " + unit,
+			value:   (after.CPU - before[i].CPU).Seconds() * scale / res.ops,
+			compare: noCompare,
+		})
+	}
+	return res, nil
+}
+
+// startPath starts a variant's relay (unless it is remote) and node, and
+// waits until the node has a public port for every service.
+func (b *bench) startPath(ctx context.Context, m variant) (*path, error) {
+	p := &path{name: m.name, addrs: make(map[service]string), idle: make(map[string]usage)}
+	relayAddr := b.cfg.Relay
+	if relayAddr == "" {
+		relay, addr, err := b.startRelay(ctx, m)
+		if err != nil {
+			return nil, err
+		}
+		p.relay, relayAddr = relay, addr
+	}
+	node, err := b.startNode(ctx, m, relayAddr, p)
+	if err != nil {
+		return nil, err
+	}
+	p.node = node
+	for _, np := range p.processes() {
+		u, err := readUsage(np.c.pid())
+		if err != nil {
+			return nil, fmt.Errorf("reading the %s's usage: %w", np.role, err)
+		}
+		p.idle[np.role] = u
+	}
+	return p, nil
+}
+
+// childEnv is the environment of a relay or node process.
+func (b *bench) childEnv(role string, m variant) []string {
+	env := []string{"P2PRC_TOKEN=" + string(b.token)}
+	if m.gomaxprocs > 0 {
+		env = append(env, fmt.Sprintf("GOMAXPROCS=%d", m.gomaxprocs))
+	}
+	if b.cfg.ProfileDir != "" {
+		env = append(env, ProfileEnv+"="+filepath.Join(b.cfg.ProfileDir, role+"-"+fileName(m.name)+".pprof"))
+	}
+	return env
+}
+
+// fileName makes a variant's name fit a file name: "plain,gomaxprocs=1"
+// becomes "plain-gomaxprocs1".
+func fileName(name string) string {
+	return strings.NewReplacer(",", "-", "=", "").Replace(name)
+}
+
+func (b *bench) start(name string, args, env []string) (*child, error) {
+	c, err := startChild(name, b.cfg.Exe, args, env)
+	if err != nil {
+		return nil, err
+	}
+	b.children = append(b.children, c)
+	return c, nil
+}
+
+// cleanup stops the processes (nodes before their relays), then the
+// services, and removes the state dirs.
+func (b *bench) cleanup() {
+	for i := len(b.children) - 1; i >= 0; i-- {
+		b.children[i].stop()
+	}
+	if b.svc != nil {
+		b.svc.close()
+	}
+	if b.dir != "" {
+		os.RemoveAll(b.dir)
+	}
+	b.progress.done()
+}
+
+func (b *bench) startRelay(ctx context.Context, m variant) (*child, string, error) {
+	dir := filepath.Join(b.dir, "relay-"+fileName(m.name))
+	args := append([]string{"relay",
+		"--listen", "127.0.0.1:0", "--public-host", "127.0.0.1", "--bind-host", "127.0.0.1",
+		"--ports", relayPorts, "--name", "bench-relay-" + fileName(m.name),
+		"--state", dir, "--log-format", "json",
+	}, m.RelayArgs...)
+	c, err := b.start("relay", args, b.childEnv("relay", m))
+	if err != nil {
+		return nil, "", err
+	}
+	rec, err := c.logRecord(ctx, "relay ready", readyTimeout)
+	if err != nil {
+		return nil, "", err
+	}
+	addr, _ := rec["listen"].(string)
+	if addr == "" {
+		return nil, "", errors.New("the relay said it was ready but not where it listens")
+	}
+	return c, addr, nil
+}
+
+// mappingLine is what a node prints for each port it was granted.
+var mappingLine = regexp.MustCompile(`^(tcp|udp) (\S+) -> (\S+)$`)
+
+func (b *bench) startNode(ctx context.Context, m variant, relay string, p *path) (*child, error) {
+	args := []string{"node", "--relay", relay, "--once",
+		"--name", "bench-node-" + fileName(m.name), "--state", filepath.Join(b.dir, "node-"+fileName(m.name)), "--log-format", "json"}
+	want := make(map[string]service) // "tcp 127.0.0.1:N" -> service
+	for svc, addr := range b.svc.addrs() {
+		args = append(args, "--expose", svc.network()+":"+addr)
+		want[svc.network()+" "+addr] = svc
+	}
+	args = append(args, m.NodeArgs...)
+	c, err := b.start("node", args, b.childEnv("node", m))
+	if err != nil {
+		return nil, err
+	}
+	_, err = c.waitLine(ctx, c.stdout, func(line string) bool {
+		if f := mappingLine.FindStringSubmatch(line); f != nil {
+			if svc, ok := want[f[1]+" "+f[2]]; ok {
+				p.addrs[svc] = f[3]
+			}
+		}
+		return len(p.addrs) == len(want)
+	}, readyTimeout, "get a public port for each of the bench's services")
+	return c, err
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// progress writes one line per step to a writer; on a terminal each line
+// replaces the last.
+type progress struct {
+	w        io.Writer
+	terminal bool
+	started  time.Time
+}
+
+func newProgress(w io.Writer) *progress {
+	p := &progress{w: w, started: time.Now()}
+	if f, ok := w.(*os.File); ok {
+		if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
+			p.terminal = true
+		}
+	}
+	return p
+}
+
+func (p *progress) say(format string, args ...any) {
+	if p.w == nil {
+		return
+	}
+	line := fmt.Sprintf("bench %5.1fs  ", time.Since(p.started).Seconds()) + fmt.Sprintf(format, args...)
+	if p.terminal {
+		fmt.Fprintf(p.w, "\r\033[K%s", line)
+		return
+	}
+	fmt.Fprintln(p.w, line)
+}
+
+// done ends a rewritten progress line.
+func (p *progress) done() {
+	if p.w != nil && p.terminal {
+		fmt.Fprint(p.w, "\r\033[K")
+	}
+}
+
+// machine describes where the bench ran, for the report's header.
+func machine() string {
+	return fmt.Sprintf("%s/%s, %d CPUs, %s", runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), strings.TrimPrefix(runtime.Version(), "go"))
+}
