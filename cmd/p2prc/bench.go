@@ -18,7 +18,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	duration := fs.Duration("duration", 3*time.Second, "how long each workload runs on each path")
 	rounds := fs.Int("rounds", 1, "measure each workload this many times on each path, taking turns, and report the medians (use on a busy machine)")
 	workloads := fs.StringSlice("workloads", nil, "which workloads to run, comma-separated (default: all): "+bench.WorkloadNames())
-	modes := fs.StringSlice("modes", nil, "which modes to measure (default: all): "+bench.ModeNames())
+	modes := fs.StringSlice("modes", nil, "which modes to measure (default: all; with --relay: tls): "+bench.ModeNames())
 	concurrency := fs.Int("concurrency", 32, "connections the request workloads keep busy at once")
 	openConns := fs.Int("open-conns", 1000, "connections the memory workload holds open")
 	gomaxprocs := fs.IntSlice("gomaxprocs", nil, "GOMAXPROCS of the relay and node processes, 0 for Go's default; several (0,1) measure each, side by side")

@@ -135,7 +135,13 @@ func (c *Config) check() error {
 	c.Rounds = cmp.Or(c.Rounds, 1)
 	c.Concurrency = cmp.Or(c.Concurrency, defaultConcurrency)
 	c.OpenConns = cmp.Or(c.OpenConns, defaultOpenConns)
-	if c.Modes == nil {
+	switch {
+	case c.Modes != nil:
+	case c.Relay != "":
+		// Someone else's relay runs in one mode, TLS unless its operator
+		// chose otherwise; --modes plain says so.
+		c.Modes = DefaultModes[:1]
+	default:
 		c.Modes = DefaultModes
 	}
 	if len(c.GOMAXPROCS) == 0 {
