@@ -279,7 +279,8 @@ func TestTotalMappingsLimit(t *testing.T) {
 		t.Fatalf("granted %+v beyond the limit", c.Mappings)
 	default:
 	}
-	if !strings.Contains(b.Logs.String(), "--max-mappings") || !b.running() {
+	said := eventually(2*time.Second, func() bool { return strings.Contains(b.Logs.String(), "--max-mappings") })
+	if !said || !b.running() {
 		t.Fatalf("node B should say it is refused by --max-mappings and keep asking")
 	}
 	// A gives its port up; B gets one.
