@@ -45,6 +45,7 @@ var batches = sync.Pool{New: func() any { return new([]byte) }}
 // by close, which waits for it.
 type gatherer struct {
 	conn io.Writer
+	cork *CorkConn // under conn, a TLS connection; nil for plain TCP
 
 	mu      sync.Mutex
 	wake    sync.Cond // the flusher waits for work; the send loop for room
@@ -113,7 +114,15 @@ func (g *gatherer) flush() {
 		g.wake.Broadcast() // room for the send loop
 		g.mu.Unlock()
 
+		if g.cork != nil {
+			g.cork.cork()
+		}
 		_, err := g.conn.Write(*batch)
+		if g.cork != nil {
+			if uerr := g.cork.uncork(); err == nil {
+				err = uerr
+			}
+		}
 		if cap(*batch) <= 2*gatherMax {
 			*batch = (*batch)[:0]
 			batches.Put(batch)

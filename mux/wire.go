@@ -1,6 +1,7 @@
 package mux
 
 import (
+	"crypto/tls"
 	"encoding/binary"
 	"io"
 	"sync/atomic"
@@ -43,6 +44,9 @@ type Wire struct {
 // NewWire wraps conn, a *net.TCPConn or a *tls.Conn, for a session.
 func NewWire(conn io.ReadWriteCloser) *Wire {
 	w := &Wire{conn: conn, out: newGatherer(conn)}
+	if tc, ok := conn.(*tls.Conn); ok {
+		w.out.cork, _ = tc.NetConn().(*CorkConn) // a batch's records leave together
+	}
 	w.lastRead.Store(time.Now().UnixNano())
 	return w
 }

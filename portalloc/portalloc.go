@@ -5,6 +5,7 @@
 package portalloc
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -42,6 +43,10 @@ type Allocator struct {
 	Range    Range  // ports it may grant; the zero Range grants nothing
 	BindHost string // host to bind granted ports on; "" = all interfaces
 	Owners   Owners // who holds which port; nil = nobody holds anything
+
+	// ListenConfig binds granted TCP ports (socket options for visitors,
+	// say); the zero value is Go's default.
+	ListenConfig net.ListenConfig
 
 	// randIntN picks where a scan starts; nil = math/rand/v2.IntN.
 	randIntN func(n int) int
@@ -157,7 +162,7 @@ func (a *Allocator) bind(network string, port int) (Grant, error) {
 	var err error
 	if network == "tcp" {
 		var ln net.Listener
-		if ln, err = net.Listen("tcp", addr); err == nil {
+		if ln, err = a.ListenConfig.Listen(context.Background(), "tcp", addr); err == nil {
 			g.Listener = ln.(*net.TCPListener)
 		}
 	} else {

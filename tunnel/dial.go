@@ -68,7 +68,7 @@ func secureRelayConn(ctx context.Context, c net.Conn, addr string, t *NodeTLS, h
 	}
 	trust := t.trustFor(addr)
 	rc := &securedConn{trust: &trust}
-	tc := tls.Client(c, trust.ClientTLS(func(v mux.Verdict) { rc.verdict = v }))
+	tc := tls.Client(mux.NewCorkConn(c), trust.ClientTLS(func(v mux.Verdict) { rc.verdict = v }))
 	hctx, cancel := context.WithTimeout(ctx, handshakeTimeout)
 	defer cancel()
 	if err := tc.HandshakeContext(hctx); err != nil {

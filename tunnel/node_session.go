@@ -17,8 +17,11 @@ import (
 	"github.com/p2prc/p2prc/registry"
 )
 
-// dialLocalTimeout bounds the node's dial of its local service for a visitor.
-const dialLocalTimeout = 5 * time.Second
+// localDialer dials the node's local services for visitors, within 5 s.
+// No keepalive: the service is on this host or its LAN, and a visitor that
+// vanishes is noticed by the relay's keepalive and reset through; Go's
+// default would cost four system calls per visitor.
+var localDialer = net.Dialer{Timeout: 5 * time.Second, KeepAlive: -1}
 
 // nodeSession is one connection of a node to its relay.
 type nodeSession struct {
@@ -342,7 +345,7 @@ func (s *nodeSession) serveStream(st *yamux.Stream) {
 		st.Close()
 		return
 	}
-	c, err := net.DialTimeout("tcp", m.Local, dialLocalTimeout)
+	c, err := localDialer.Dial("tcp", m.Local)
 	if err != nil {
 		s.log.Debug("local service refused a visitor", "local", m.Local, "visitor", hdr.Visitor, "err", err)
 		st.Write([]byte{byte(mux.StatusRefused)})

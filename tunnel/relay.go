@@ -163,7 +163,7 @@ func NewRelay(cfg RelayConfig) (*Relay, error) {
 	return &Relay{
 		cfg:      cfg,
 		log:      cfg.Logger,
-		alloc:    &portalloc.Allocator{Range: cfg.Ports, BindHost: cfg.BindHost, Owners: cfg.Mappings},
+		alloc:    &portalloc.Allocator{Range: cfg.Ports, BindHost: cfg.BindHost, Owners: cfg.Mappings, ListenConfig: visitorListenConfig},
 		maps:     cfg.Mappings,
 		sessions: make(map[string]*relaySession),
 		ports:    make(map[portKey]*publicPort),

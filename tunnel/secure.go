@@ -51,7 +51,7 @@ func (r *Relay) secure(ctx context.Context, c net.Conn) (net.Conn, *mux.Error, e
 	case first == firstByteYamux:
 		return pc, &mux.Error{Code: mux.CodeTLS, Text: "this relay requires TLS: remove --insecure-plaintext from the node, and pin the relay with --relay-fingerprint (the fingerprint the relay prints at start)"}, nil
 	}
-	tc := tls.Server(pc, r.cfg.TLS)
+	tc := tls.Server(mux.NewCorkConn(pc), r.cfg.TLS)
 	if err := tc.HandshakeContext(ctx); err != nil {
 		return nil, nil, fmt.Errorf("TLS handshake: %w", err)
 	}
