@@ -35,6 +35,21 @@ func stateFlag(fs *pflag.FlagSet) *string {
 	return fs.String("state", "", "folder holding this process's files (created 0700 if missing); default $P2PRC, else $HOME/.p2prc")
 }
 
+// daemonFlags are the flags a relay and a node share: the state dir,
+// P2PRC's IP table, logging and metrics.
+type daemonFlags struct {
+	state, ipTable *string
+	log            logFlags
+	metrics        metricsFlags
+}
+
+func (d *daemonFlags) add(fs *pflag.FlagSet) {
+	d.state = stateFlag(fs)
+	d.ipTable = ipTableFlag(fs)
+	d.log.add(fs)
+	d.metrics.add(fs)
+}
+
 // stateDir resolves and creates the state dir.
 func stateDir(flag string) (string, error) {
 	dir := flag

@@ -29,16 +29,12 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	var tf nodeTLSFlags
 	tf.add(fs)
 	releases := fs.StringArray("release", nil, "give up this node's mapping of a public port, tcp:PORT or udp:PORT, then exit (or go on with --expose); repeat for more")
-	state := stateFlag(fs)
-	ipTable := ipTableFlag(fs)
-	var lf logFlags
-	lf.add(fs)
-	var mf metricsFlags
-	mf.add(fs)
+	var df daemonFlags
+	df.add(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	log, err := lf.logger(stderr)
+	log, err := df.log.logger(stderr)
 	if err != nil {
 		return err
 	}
@@ -71,7 +67,7 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if !ok {
 		return fmt.Errorf("no token: copy the relay's %s here and pass --token-file FILE, or set %s", secret.TokenFileName, tokenEnv)
 	}
-	dir, err := stateDir(*state)
+	dir, err := stateDir(*df.state)
 	if err != nil {
 		return err
 	}
@@ -86,7 +82,7 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	relays, table, err := openRelaysAndTable(dir, *ipTable)
+	relays, table, err := openRelaysAndTable(dir, *df.ipTable)
 	if err != nil {
 		return err
 	}
@@ -108,7 +104,7 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		IPTable:  table,
 		Once:     *once,
 		Logger:   log,
-		Observer: mf.observer(),
+		Observer: df.metrics.observer(),
 		TLS:      nodeTLS,
 		Release:  release,
 
@@ -125,7 +121,7 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	stopStatus, err := mf.serve(node, log)
+	stopStatus, err := df.metrics.serve(node, log)
 	if err != nil {
 		return err
 	}

@@ -40,16 +40,12 @@ func runRelay(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	tf.add(fs)
 	var lim limitFlags
 	lim.add(fs)
-	state := stateFlag(fs)
-	ipTable := ipTableFlag(fs)
-	var lf logFlags
-	lf.add(fs)
-	var mf metricsFlags
-	mf.add(fs)
+	var df daemonFlags
+	df.add(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	log, err := lf.logger(stderr)
+	log, err := df.log.logger(stderr)
 	if err != nil {
 		return err
 	}
@@ -57,7 +53,7 @@ func runRelay(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return fmt.Errorf("--ports: %w", err)
 	}
-	dir, err := stateDir(*state)
+	dir, err := stateDir(*df.state)
 	if err != nil {
 		return err
 	}
@@ -81,7 +77,7 @@ func runRelay(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	relays, table, err := openRelaysAndTable(dir, *ipTable)
+	relays, table, err := openRelaysAndTable(dir, *df.ipTable)
 	if err != nil {
 		return err
 	}
@@ -107,7 +103,7 @@ func runRelay(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		IPTable:    table,
 		Lease:      *lease,
 		Logger:     log,
-		Observer:   mf.observer(),
+		Observer:   df.metrics.observer(),
 
 		PeerTimeout:      *peerTimeout,
 		HandshakeTimeout: *handshakeTimeout,
@@ -123,7 +119,7 @@ func runRelay(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return fmt.Errorf("--listen: %w", err)
 	}
-	stopStatus, err := mf.serve(relay, log)
+	stopStatus, err := df.metrics.serve(relay, log)
 	if err != nil {
 		ln.Close()
 		return err
