@@ -42,8 +42,14 @@ type SessionConfig struct {
 const (
 	defaultStreamWindow  = 1 << 20
 	defaultAcceptBacklog = 1024
-	defaultWriteTimeout  = 30 * time.Second
-	defaultOpenTimeout   = 30 * time.Second
+
+	// serverAcceptBacklog is the relay's: a node opens one stream (the
+	// control stream), and yamux buffers up to a window (256 KiB) for each
+	// stream waiting to be accepted, so a stranger must not get to open
+	// many. yamux resets the streams beyond it.
+	serverAcceptBacklog = 2
+	defaultWriteTimeout = 30 * time.Second
+	defaultOpenTimeout  = 30 * time.Second
 )
 
 // yamuxConfig turns c into yamux's configuration.
@@ -77,8 +83,11 @@ func Client(w *Wire, c SessionConfig) (*yamux.Session, error) {
 }
 
 // Server starts the relay's end of a session on w. The session owns w.
+// Its accept backlog is small whatever c says: see serverAcceptBacklog.
 func Server(w *Wire, c SessionConfig) (*yamux.Session, error) {
-	s, err := yamux.Server(w, c.yamuxConfig())
+	y := c.yamuxConfig()
+	y.AcceptBacklog = serverAcceptBacklog
+	s, err := yamux.Server(w, y)
 	if err != nil {
 		return nil, fmt.Errorf("yamux configuration: %w", err)
 	}

@@ -102,6 +102,8 @@ const (
 	limitStreamsPerSession  = "max-streams-per-session"
 	limitFrameSize          = "max-frame-size"
 	limitHandshakeTimeout   = "handshake-timeout"
+	// limitOneStream is not a flag: a node opens exactly one stream.
+	limitOneStream = "one-stream-per-node"
 )
 
 // sourceKey groups connections by who makes them: an IPv4 address, or an

@@ -94,6 +94,7 @@ func (r *Relay) restorePorts() {
 func (r *Relay) closePorts() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.shuttingDown = true // no port is opened after this
 	for k, pp := range r.ports {
 		pp.close()
 		delete(r.ports, k)

@@ -138,9 +138,10 @@ type Relay struct {
 
 	controlAddr string // what the relay advertises; set by Serve
 
-	mu       sync.Mutex
-	sessions map[string]*relaySession // live sessions by node ID
-	ports    map[portKey]*publicPort  // bound public ports
+	mu           sync.Mutex
+	sessions     map[string]*relaySession // live sessions by node ID
+	ports        map[portKey]*publicPort  // bound public ports
+	shuttingDown bool                     // set when Serve is ending: no port is opened any more
 
 	wg sync.WaitGroup // sessions, port loops, the janitor
 
@@ -274,6 +275,11 @@ func (r *Relay) serveConn(ctx context.Context, c net.Conn) {
 		r.logEarlyEnd(ctx, remote, err)
 		return
 	}
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		r.refuseMoreStreams(ym, remote)
+	}()
 	if refusal == nil {
 		refusal = t.refusal
 	}
@@ -348,6 +354,21 @@ func (r *Relay) logEarlyEnd(ctx context.Context, remote string, err error) {
 	default:
 		r.log.Info("node handshake failed", "remote", remote, "err", err)
 	}
+}
+
+// refuseMoreStreams ends the session if the node opens a second stream. A
+// node opens one, the control stream; each further one would buffer up to a
+// stream window before anyone reads it — a way to exhaust the relay's
+// memory, before authentication or after — so it is refused with the whole
+// connection. It returns when the session ends.
+func (r *Relay) refuseMoreStreams(ym *yamux.Session, remote string) {
+	st, err := ym.AcceptStream()
+	if err != nil {
+		return
+	}
+	st.Close()
+	ym.Close()
+	r.refusals.note(r.log, limitOneStream, 1, "remote", remote)
 }
 
 // limitValue is the configured value of a limit, for log lines.

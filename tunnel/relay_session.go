@@ -57,7 +57,6 @@ func newRelaySession(r *Relay, peer mux.Peer, remote string, ym *yamux.Session, 
 // everything the session holds and waits for it. It returns why it ended.
 func (s *relaySession) run(ctx context.Context) string {
 	stop := context.AfterFunc(ctx, func() { s.close(mux.CodeShutdown, "the relay is shutting down") })
-	s.tasks.spawn(s.refuseStreams)
 	s.tasks.spawn(func() {
 		watchPeer(s.ym.CloseChan(), s.wire, s.r.cfg.PeerTimeout, func(silent time.Duration) {
 			s.close(mux.CodeTimeout, fmt.Sprintf("the node sent nothing for %v", silent.Round(time.Second)))
@@ -74,6 +73,9 @@ func (s *relaySession) run(ctx context.Context) string {
 // closes the session.
 func (s *relaySession) serveControl() error {
 	for {
+		if s.ym.IsClosed() {
+			return yamux.ErrSessionShutdown // frames still buffered are not served
+		}
 		m, err := s.ctrl.Recv()
 		switch {
 		case errors.Is(err, mux.ErrUnknownType):
@@ -132,18 +134,6 @@ func (s *relaySession) answerExpose(req *mux.Expose) {
 	s.r.cfg.Observer.Granted(g.Network)
 	s.log.Info("granted", "type", g.Network, "port", g.Port, "local", req.Local)
 	s.ctrl.Send(g)
-}
-
-// refuseStreams closes streams the node opens: only the relay opens
-// visitor streams. Accepting them keeps yamux's backlog from filling.
-func (s *relaySession) refuseStreams() {
-	for {
-		st, err := s.ym.AcceptStream()
-		if err != nil {
-			return
-		}
-		st.Close()
-	}
 }
 
 // serveVisitor carries visitor c of port pp to the node. It reports false if
@@ -251,6 +241,9 @@ func (r *Relay) expose(s *relaySession, req *mux.Expose) (*mux.Grant, *mux.Error
 
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.shuttingDown {
+		return nil, &mux.Error{Code: mux.CodeShutdown, Text: "the relay is shutting down"}
+	}
 	if r.sessions[owner] != s {
 		return nil, &mux.Error{Code: mux.CodeReplaced, Text: "this session was replaced by a newer one of the same node"}
 	}
