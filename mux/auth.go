@@ -19,15 +19,21 @@ const (
 	labelIdentity   = "p2prc node identity v1\x00"
 )
 
+// All three proofs end with the channel binding: a value both ends of one
+// TLS connection derive from its keys (ChannelBinding), empty in plaintext.
+// A proof made inside one TLS connection is worthless in another, so a man
+// in the middle who terminates TLS cannot relay the handshake between two
+// connections (and so cannot get its certificate pinned on first use).
+
 // nodeMAC is what a node sends to prove it holds the token.
-func nodeMAC(token, relayNonce, nodeNonce, identity []byte) []byte {
-	return mac(token, labelNodeMAC, relayNonce, nodeNonce, identity)
+func nodeMAC(token, relayNonce, nodeNonce, identity, binding []byte) []byte {
+	return mac(token, labelNodeMAC, relayNonce, nodeNonce, identity, binding)
 }
 
 // relayProof is what a relay sends, after the node proved itself, to prove it
 // holds the token too.
-func relayProof(token, relayNonce, nodeNonce, identity []byte) []byte {
-	return mac(token, labelRelayProof, relayNonce, nodeNonce, identity)
+func relayProof(token, relayNonce, nodeNonce, identity, binding []byte) []byte {
+	return mac(token, labelRelayProof, relayNonce, nodeNonce, identity, binding)
 }
 
 func mac(token []byte, label string, parts ...[]byte) []byte {
@@ -40,11 +46,12 @@ func mac(token []byte, label string, parts ...[]byte) []byte {
 }
 
 // identityTranscript is what a node signs with its identity key.
-func identityTranscript(relayNonce, nodeNonce []byte) []byte {
-	b := make([]byte, 0, len(labelIdentity)+2*nonceSize)
+func identityTranscript(relayNonce, nodeNonce, binding []byte) []byte {
+	b := make([]byte, 0, len(labelIdentity)+2*nonceSize+len(binding))
 	b = append(b, labelIdentity...)
 	b = append(b, relayNonce...)
-	return append(b, nodeNonce...)
+	b = append(b, nodeNonce...)
+	return append(b, binding...)
 }
 
 func newNonce() []byte {

@@ -39,6 +39,9 @@ type NodeAuth struct {
 	Key   ed25519.PrivateKey // the node's identity
 	Token []byte             // the secret shared with the relay; never sent
 	Query bool               // open a query session: see Hello.Query
+	// Binding is ChannelBinding of the connection: what ties the
+	// handshake to this TLS connection. Nil in plaintext.
+	Binding []byte
 }
 
 // RelayAuth is what a relay needs to authenticate nodes.
@@ -46,6 +49,7 @@ type RelayAuth struct {
 	Name       string // the relay's name, sent in the challenge and welcome
 	PublicHost string // the host visitors use, sent in the welcome
 	Token      []byte
+	Binding    []byte // ChannelBinding of the connection; nil in plaintext
 }
 
 // Peer is a node the relay has authenticated.
@@ -82,8 +86,8 @@ func (c *Conn) NodeHandshake(a NodeAuth, timeout time.Duration) (*Welcome, error
 		return nil, fmt.Errorf("%w: challenge nonce of %d bytes", ErrMalformed, len(ch.Nonce))
 	}
 	err = c.Send(&Auth{
-		MAC:       nodeMAC(a.Token, ch.Nonce, nodeNonce, identity),
-		Signature: ed25519.Sign(a.Key, identityTranscript(ch.Nonce, nodeNonce)),
+		MAC:       nodeMAC(a.Token, ch.Nonce, nodeNonce, identity, a.Binding),
+		Signature: ed25519.Sign(a.Key, identityTranscript(ch.Nonce, nodeNonce, a.Binding)),
 	})
 	if err != nil {
 		return nil, c.refusalOr(err)
@@ -92,7 +96,7 @@ func (c *Conn) NodeHandshake(a NodeAuth, timeout time.Duration) (*Welcome, error
 	if err != nil {
 		return nil, err
 	}
-	if !hmac.Equal(w.Proof, relayProof(a.Token, ch.Nonce, nodeNonce, identity)) {
+	if !hmac.Equal(w.Proof, relayProof(a.Token, ch.Nonce, nodeNonce, identity, a.Binding)) {
 		return nil, ErrRelayProof
 	}
 	return w, nil
@@ -132,11 +136,11 @@ func (c *Conn) RelayHandshake(a RelayAuth, timeout time.Duration) (Peer, error) 
 		return Peer{}, err
 	}
 	identity := ed25519.PublicKey(h.Identity)
-	macOK := hmac.Equal(au.MAC, nodeMAC(a.Token, relayNonce, h.Nonce, identity))
+	macOK := hmac.Equal(au.MAC, nodeMAC(a.Token, relayNonce, h.Nonce, identity, a.Binding))
 	sigOK := len(au.Signature) == ed25519.SignatureSize &&
-		ed25519.Verify(identity, identityTranscript(relayNonce, h.Nonce), au.Signature)
+		ed25519.Verify(identity, identityTranscript(relayNonce, h.Nonce, a.Binding), au.Signature)
 	if !macOK || !sigOK {
-		c.refuse(CodeAuth, "authentication failed: this relay's token differs from the node's; give the node the relay's token with --token-file or P2PRC_TOKEN")
+		c.refuse(CodeAuth, "authentication failed: this relay's token differs from the node's (give the node the relay's token with --token-file or P2PRC_TOKEN), or something between them terminates TLS")
 		return Peer{}, ErrAuthFailed
 	}
 	p := Peer{Name: h.Name, Identity: identity, ID: NodeID(identity), Query: h.Query}
@@ -147,7 +151,7 @@ func (c *Conn) RelayHandshake(a RelayAuth, timeout time.Duration) (Peer, error) 
 		Relay:      a.Name,
 		PublicHost: a.PublicHost,
 		NodeID:     p.ID,
-		Proof:      relayProof(a.Token, relayNonce, h.Nonce, identity),
+		Proof:      relayProof(a.Token, relayNonce, h.Nonce, identity, a.Binding),
 	})
 	return p, err
 }

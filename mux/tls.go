@@ -214,3 +214,22 @@ func (e *FingerprintError) Error() string {
 
 // Is makes errors.Is(err, ErrFingerprintMismatch) hold.
 func (e *FingerprintError) Is(target error) bool { return target == ErrFingerprintMismatch }
+
+// channelBindingLabel names the exporter value the handshake is bound to.
+const channelBindingLabel = "p2prc channel binding v1"
+
+// ChannelBinding returns 32 bytes that both ends of a TLS connection derive
+// from its keys (RFC 8446 exporter), so that the handshake run inside it
+// cannot be replayed in another; nil for a connection that is not TLS.
+func ChannelBinding(c net.Conn) []byte {
+	tc, ok := c.(*tls.Conn)
+	if !ok {
+		return nil
+	}
+	st := tc.ConnectionState()
+	b, err := st.ExportKeyingMaterial(channelBindingLabel, nil, 32)
+	if err != nil {
+		return nil
+	}
+	return b
+}

@@ -60,7 +60,10 @@ func (n *Node) connect(ctx context.Context, addr string, query bool) (*relayConn
 	}
 	ctrl := mux.NewConn(st, 0)
 	began := time.Now()
-	w, err := ctrl.NodeHandshake(mux.NodeAuth{Name: n.cfg.Name, Key: n.cfg.Key, Token: n.cfg.Token, Query: query}, n.cfg.HandshakeTimeout)
+	w, err := ctrl.NodeHandshake(mux.NodeAuth{
+		Name: n.cfg.Name, Key: n.cfg.Key, Token: n.cfg.Token, Query: query,
+		Binding: mux.ChannelBinding(conn.Conn),
+	}, n.cfg.HandshakeTimeout)
 	if err != nil {
 		stop()
 		ym.Close()

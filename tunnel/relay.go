@@ -296,6 +296,7 @@ func (r *Relay) serveConn(ctx context.Context, c net.Conn) {
 	ctrl := mux.NewConn(st, r.cfg.Limits.MaxFrameSize)
 	peer, err := ctrl.RelayHandshake(mux.RelayAuth{
 		Name: r.cfg.Name, PublicHost: r.cfg.PublicHost, Token: r.cfg.Token,
+		Binding: mux.ChannelBinding(conn),
 	}, time.Until(deadline))
 	if err != nil {
 		ym.Close()
