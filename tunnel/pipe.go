@@ -35,7 +35,12 @@ type pipe struct {
 
 	abortOnce sync.Once
 	aborted   chan struct{}
+	told      bool // this end aborted and sent the peer a reset; set in abortOnce
 }
+
+// resetWait bounds how long an end that sent a reset waits for the peer's
+// FIN before sending its own (see abort).
+const resetWait = 5 * time.Second
 
 func newPipe(conn *net.TCPConn, stream *yamux.Stream, onAbort func()) *pipe {
 	return &pipe{conn: conn, stream: stream, onAbort: onAbort, aborted: make(chan struct{})}
@@ -77,23 +82,47 @@ func (p *pipe) streamToConn() {
 	}
 	if err := copyAdaptive(p.conn, p.stream, p.stream, p.fromStream); err != nil {
 		p.abort(true)
+		p.awaitPeerFIN()
 		return
 	}
 	p.conn.CloseWrite()
 }
 
-// abort ends both directions now. tellPeer sends a reset to the other end,
-// unless the abort came from there.
+// awaitPeerFIN, after this end sent a reset, reads and drops what the
+// stream still brings until the peer — told of the reset — closes its end,
+// or resetWait passes. Only then may run send our FIN (see abort).
+func (p *pipe) awaitPeerFIN() {
+	if !p.told {
+		return
+	}
+	p.stream.SetReadDeadline(time.Now().Add(resetWait))
+	io.Copy(io.Discard, p.stream)
+}
+
+// abort ends both directions now: the connection is reset (its peer sees a
+// reset, not a clean end). tellPeer sends a reset to the other end of the
+// stream, unless the abort came from there.
+//
+// An end that sends a reset does not send its FIN yet: the other end
+// would take a FIN for a clean end of data and might pass a truncated
+// transfer on as whole before the reset, which travels on another stream,
+// is read. It waits for the other end's FIN instead (awaitPeerFIN), which
+// that end sends as soon as it has the reset. An end told of a reset, or
+// refused by the node, closes its stream at once.
 func (p *pipe) abort(tellPeer bool) {
 	p.abortOnce.Do(func() {
 		close(p.aborted)
-		p.conn.SetLinger(0) // the peer sees a reset, not a clean end
+		p.conn.SetLinger(0)
 		p.conn.Close()
-		p.stream.SetDeadline(time.Now()) // unblocks our own pending Read and Write
-		p.stream.Close()
+		p.stream.SetWriteDeadline(time.Now()) // unblocks our own pending Write
 		if tellPeer && p.onAbort != nil {
+			p.told = true
+			p.stream.SetReadDeadline(time.Now().Add(resetWait)) // a peer that never answers
 			p.onAbort()
+			return
 		}
+		p.stream.SetReadDeadline(time.Now()) // unblocks our own pending Read
+		p.stream.Close()
 	})
 }
 

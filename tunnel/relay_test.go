@@ -8,6 +8,7 @@ import (
 	mrand "math/rand/v2"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -316,5 +317,37 @@ func TestImmediateVisitorResetReachesService(t *testing.T) {
 		mu.Lock()
 		defer mu.Unlock()
 		t.Fatalf("%d service connections still open 2 s after their visitors reset", open)
+	}
+}
+
+// A visitor that dies mid-upload (a TCP reset) must not look to the local
+// service like a clean end of the upload: the reset travels on the control
+// stream, and the stream's FIN waits for it.
+func TestVisitorResetNeverLooksLikeACleanEnd(t *testing.T) {
+	leakCheck(t)
+	var clean, reset atomic.Int64
+	svc := startService(t, func(c *net.TCPConn) {
+		if _, err := io.ReadAll(c); err == nil {
+			clean.Add(1)
+		} else {
+			reset.Add(1)
+		}
+	})
+	r := startRelay(t, relayOpts{})
+	_, ms := startNode(t, r, []Expose{tcpExpose(svc)}, nil)
+	port := portFor(t, ms, svc)
+	const visitors = 30
+	for range visitors {
+		v := dialVisitor(t, port)
+		v.Write(make([]byte, 1000))
+		time.Sleep(10 * time.Millisecond) // the upload is under way at the service
+		v.SetLinger(0)
+		v.Close()
+	}
+	if !eventually(5*time.Second, func() bool { return clean.Load()+reset.Load() == visitors }) {
+		t.Fatalf("the service saw %d clean ends and %d resets of %d uploads", clean.Load(), reset.Load(), visitors)
+	}
+	if clean.Load() > 0 {
+		t.Errorf("%d of %d visitor resets reached the service as a clean end of input", clean.Load(), visitors)
 	}
 }
