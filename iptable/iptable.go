@@ -207,7 +207,7 @@ func (t *Table) Save(path string) error {
 		return fmt.Errorf("iptable: save %s: %d entries, %d bytes: %w", path, len(t.Entries), len(data), ErrTooLarge)
 	}
 	if err := jsonfile.WriteFile(path, data, 0o600); err != nil {
-		return fmt.Errorf("iptable: save %s: %w", path, err)
+		return fmt.Errorf("iptable: %w", err) // WriteFile names the file
 	}
 	return nil
 }

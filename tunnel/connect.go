@@ -83,8 +83,11 @@ func (n *Node) connect(ctx context.Context, addr string, query bool) (*relayConn
 // connectSession connects to addr for a session: it authenticates, then
 // measures the relay's latency and records it in the relay registry, so the
 // registry is current before the node reports itself ready.
+//
+// A node that only releases ports (no exposes) connects as a query session,
+// so that it does not replace the node's running session, if any.
 func (n *Node) connectSession(ctx context.Context, addr string) (*relayConn, error) {
-	c, err := n.connect(ctx, addr, false)
+	c, err := n.connect(ctx, addr, len(n.cfg.Exposes) == 0)
 	if err != nil {
 		return nil, err
 	}

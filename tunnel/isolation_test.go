@@ -213,3 +213,34 @@ func TestNodeCapsStreamsFromRelay(t *testing.T) {
 		}
 	}
 }
+
+// `p2prc node --release` beside a running node of the same identity gives
+// the port up without disturbing the running node.
+func TestReleaseBesideRunningNode(t *testing.T) {
+	leakCheck(t)
+	echo, echo2 := startEcho(t), startEcho(t)
+	r := startRelay(t, relayOpts{})
+	key := newKey(t)
+	old, ms := startNode(t, r, []Expose{tcpExpose(echo2)}, key)
+	stale := portFor(t, ms, echo2)
+	old.Stop()
+	cfg := nodeConfig(r, []Expose{tcpExpose(echo)})
+	cfg.Key = key
+	running := runNode(t, cfg)
+	port := portFor(t, running.nextReady(t, 5*time.Second).Mappings, echo)
+
+	rc := nodeConfig(r, nil)
+	rc.Key = key
+	rc.Release = []PublicPort{{Network: "tcp", Port: stale}}
+	if err := runNode(t, rc).wait(t, 5*time.Second); err != nil {
+		t.Fatalf("release run: %v", err)
+	}
+	if _, held := r.Maps.Lookup("tcp", stale); held {
+		t.Errorf("port %d is still mapped after its release", stale)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if !running.running() {
+		t.Fatalf("the running node exited: %v", running.err)
+	}
+	assertEcho(t, port)
+}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"sync/atomic"
 	"time"
 
@@ -108,6 +109,11 @@ func (c *NodeConfig) validate() error {
 		return errors.New("node: a token is required (--token-file or P2PRC_TOKEN)")
 	case len(c.Key) != ed25519.PrivateKeySize:
 		return errors.New("node: an identity key is required")
+	case c.DialTimeout < 0 || c.HandshakeTimeout < 0 || c.PeerTimeout < 0 || c.MinBackoff < 0 || c.MaxBackoff < 0:
+		return errors.New("node: timeouts and backoffs (--peer-timeout, --max-backoff) must not be negative (0 means the default)")
+	}
+	if err := CheckRelayAddr(c.Relay); err != nil {
+		return fmt.Errorf("node: %w", err)
 	}
 	if err := c.checkAuto(); err != nil {
 		return err
@@ -134,6 +140,17 @@ func (c *NodeConfig) setDefaults() {
 	if c.Observer == nil {
 		c.Observer = nopObserver{}
 	}
+}
+
+// CheckRelayAddr checks a --relay value: HOST:PORT, or AutoRelay.
+func CheckRelayAddr(addr string) error {
+	if addr == AutoRelay {
+		return nil
+	}
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		return fmt.Errorf("--relay %q: give the relay's address as HOST:PORT (its control port, 8700 by default), or auto", addr)
+	}
+	return nil
 }
 
 // Node keeps a session with a relay and carries the relay's visitors to

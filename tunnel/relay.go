@@ -104,6 +104,10 @@ func (c *RelayConfig) validate() error {
 		return errors.New("relay: a port range is required (--ports)")
 	case c.Mappings == nil:
 		return errors.New("relay: a mapping table is required")
+	case strings.ContainsAny(c.PublicHost, ":[]") && net.ParseIP(c.PublicHost) == nil:
+		return fmt.Errorf("relay: public host %q: give a host name or an address without a port (--public-host)", c.PublicHost)
+	case c.Lease < 0 || c.HandshakeTimeout < 0 || c.PeerTimeout < 0:
+		return errors.New("relay: --lease, --handshake-timeout and --peer-timeout must not be negative (0 means the default)")
 	}
 	if err := c.Limits.validate(); err != nil {
 		return err

@@ -3,6 +3,7 @@ package tunnel
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -55,7 +56,9 @@ func (r *Relay) release(s *relaySession, req *mux.Release) *mux.Error {
 	key := portKey{network, req.Port}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.sessions[s.peer.ID] != s {
+	// A query session (`p2prc node --release` beside a running node) may
+	// release too: what counts is the identity.
+	if !s.peer.Query && r.sessions[s.peer.ID] != s {
 		return &mux.Error{Code: mux.CodeReplaced, Text: "this session was replaced by a newer one of the same node"}
 	}
 	m, ok := r.maps.Lookup(network, req.Port)
@@ -73,12 +76,8 @@ func (r *Relay) release(s *relaySession, req *mux.Release) *mux.Error {
 	if pp := r.ports[key]; pp != nil {
 		pp.close()
 		delete(r.ports, key)
-		pp.session.Store(nil)
-		for i, held := range s.ports {
-			if held == pp {
-				s.ports = append(s.ports[:i], s.ports[i+1:]...)
-				break
-			}
+		if holder := pp.session.Swap(nil); holder != nil { // this session, or the node's running one
+			holder.ports = slices.DeleteFunc(holder.ports, func(held *publicPort) bool { return held == pp })
 		}
 	}
 	return nil
@@ -110,10 +109,9 @@ func (s *nodeSession) release(p PublicPort) error {
 	case *mux.Release:
 		s.mu.Lock()
 		delete(s.mappings, portKey{p.Network, p.Port})
-		ms := s.mappingList()
 		s.mu.Unlock()
 		if s.n.cfg.Mappings != nil {
-			if err := s.n.cfg.Mappings.Replace(ms); err != nil {
+			if err := s.n.cfg.Mappings.Remove(p.Network, p.Port); err != nil {
 				s.log.Error("writing this node's mapping file", "err", err)
 			}
 		}

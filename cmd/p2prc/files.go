@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 
 	"github.com/spf13/pflag"
@@ -22,6 +23,9 @@ func openIPTable(dir, flag string) (*iptable.File, error) {
 	path := flag
 	if path == "" {
 		path = filepath.Join(dir, iptable.FileName)
+	}
+	if fi, err := os.Stat(filepath.Dir(path)); err != nil || !fi.IsDir() {
+		return nil, fmt.Errorf("--ip-table %s: its folder %s does not exist; create it or point --ip-table at P2PRC's table", path, filepath.Dir(path))
 	}
 	return iptable.Open(path)
 }

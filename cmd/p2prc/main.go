@@ -52,7 +52,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case "bench":
 		return runBench(ctx, rest, stdout, stderr)
 	case "version":
-		return runVersion(rest, stdout)
+		return runVersion(rest, stdout, stderr)
+	case "-s", "--server":
+		return errors.New("-s alone is P2PRC's server; with this p2prc add --reverse-proxy (run a relay) or --connect-reverse-proxy HOST:PORT (run a node)")
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

@@ -107,6 +107,13 @@ func TestBadCommandLines(t *testing.T) {
 		{[]string{"relay", "--ports", "80-90"}, "privileged"},
 		{[]string{"relay", "--ports", "nonsense"}, "--ports"},
 		{[]string{"relay", "--log-level", "loud"}, "--log-level"},
+		{[]string{"relay", "--lease", "-1s", "--token", "t"}, "must not be negative"},
+		{[]string{"relay", "--public-host", "127.0.0.1:8700", "--token", "t"}, "without a port"},
+		{[]string{"relay", "--bind-host", "999.1.1.1", "--token", "t"}, "--bind-host"},
+		{[]string{"node", "--relay", "nonsense", "--expose", "tcp:22", "--token", "t"}, "HOST:PORT"},
+		{[]string{"node", "--relay", "127.0.0.1:1", "--expose", "tcp:22", "--token", "t", "--peer-timeout", "-1s"}, "must not be negative"},
+		{[]string{"-s"}, "--reverse-proxy"},
+		{[]string{"-s", "--connect-reverse-proxy", "--token", "t"}, "HOST:PORT"},
 	}
 	for _, tt := range tests {
 		t.Setenv("P2PRC_TOKEN", "")

@@ -41,6 +41,9 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if *relay == "" {
 		return errors.New("--relay HOST:PORT is required")
 	}
+	if err := tunnel.CheckRelayAddr(*relay); err != nil {
+		return err
+	}
 	if len(*exposes) == 0 && len(*releases) == 0 {
 		return errors.New("nothing to expose: add --expose tcp:PORT (or udp:PORT)")
 	}

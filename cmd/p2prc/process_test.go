@@ -49,7 +49,14 @@ func buildBinary(t *testing.T) string {
 
 func TestMain(m *testing.M) {
 	natHelperMain() // when re-executed as a helper inside a namespace, runs it and exits
+	// A command given no --state must not touch the real ~/.p2prc.
+	state, err := os.MkdirTemp("", "p2prc-default-state-*")
+	if err != nil {
+		panic(err)
+	}
+	os.Setenv("P2PRC", state)
 	code := m.Run()
+	os.RemoveAll(state)
 	if binaryPath != "" {
 		os.RemoveAll(filepath.Dir(binaryPath))
 	}

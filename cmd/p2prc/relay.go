@@ -49,6 +49,14 @@ func runRelay(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
+	if *bindHost != "" {
+		// A host the relay cannot listen on would only show as every grant failing.
+		probe, err := net.Listen("tcp", net.JoinHostPort(*bindHost, "0"))
+		if err != nil {
+			return fmt.Errorf("--bind-host %q: the relay cannot listen there: %v", *bindHost, err)
+		}
+		probe.Close()
+	}
 	rng, err := portalloc.ParseRange(*ports, *allowPrivileged)
 	if err != nil {
 		return fmt.Errorf("--ports: %w", err)

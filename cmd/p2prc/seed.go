@@ -25,9 +25,12 @@ func translateSeed(args []string) (out []string, ok bool) {
 			// P2PRC's "run as a server": implied by the commands below.
 		case a == "--reverse-proxy":
 			cmd = "relay"
-		case a == "--connect-reverse-proxy" && i+1 < len(args):
-			cmd, relay = "node", args[i+1]
-			i++
+		case a == "--connect-reverse-proxy":
+			cmd = "node"
+			if i+1 < len(args) && !strings.HasPrefix(args[i+1], "-") {
+				relay = args[i+1]
+				i++
+			}
 		case strings.HasPrefix(a, "--connect-reverse-proxy="):
 			cmd, relay = "node", strings.TrimPrefix(a, "--connect-reverse-proxy=")
 		case a == "--view-rpm" || a == "--view-reverse-proxy-mapping":
@@ -43,6 +46,9 @@ func translateSeed(args []string) (out []string, ok bool) {
 	}
 	if cmd == "" {
 		return nil, false
+	}
+	if cmd == "node" && relay == "" {
+		relay = "-" // the node then says: --relay "-": give the relay's address as HOST:PORT
 	}
 	out = []string{cmd}
 	if cmd == "node" {

@@ -8,9 +8,10 @@ import (
 	"github.com/p2prc/p2prc/cmd/p2prc/internal/status"
 )
 
-func runVersion(args []string, stdout io.Writer) error {
-	if len(args) > 0 {
-		return fmt.Errorf("version takes no arguments")
+func runVersion(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("version", "version", stderr)
+	if err := parse(fs, args); err != nil {
+		return err
 	}
 	_, err := fmt.Fprintln(stdout, versionString())
 	return err
