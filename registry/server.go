@@ -15,6 +15,11 @@ type Server struct {
 	Latency     time.Duration `json:"Latency"`                   // ns, smallest measured RTT; 0 = never measured
 	LastSeen    time.Time     `json:"Last_seen,omitzero"`        // last successful connection; zero = never
 	Fingerprint string        `json:"TLS_fingerprint,omitempty"` // SHA-256 of the relay's certificate, hex
+	// Learnt marks a relay heard of from a peer that nobody on this machine
+	// has vouched for (relays add, or --relay naming it): no token is sent
+	// to it and --relay auto does not use it, so a peer cannot make this
+	// machine hand its token's MACs to an address of the peer's choosing.
+	Learnt bool `json:"Learnt_from_peer,omitempty"`
 }
 
 // ServerFile is the shape of reverse_proxy_server.json.

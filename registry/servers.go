@@ -70,6 +70,9 @@ func (s *Servers) Upsert(sv Server) error {
 		if sv.LastSeen.IsZero() {
 			sv.LastSeen = old.LastSeen
 		}
+		if _, known := next[sv.Address]; known {
+			sv.Learnt = old.Learnt // only Merge and Vouch change it
+		}
 		next[sv.Address] = sv
 		return nil
 	})
@@ -92,7 +95,7 @@ func (s *Servers) Merge(in []Server) (added int, err error) {
 			if _, known := next[sv.Address]; known || checkAddress(sv.Address) != nil {
 				continue
 			}
-			next[sv.Address] = Server{Name: sv.Name, Address: sv.Address}
+			next[sv.Address] = Server{Name: sv.Name, Address: sv.Address, Learnt: true}
 			added++
 		}
 		if added == 0 {
@@ -104,6 +107,23 @@ func (s *Servers) Merge(in []Server) (added int, err error) {
 		return 0, err
 	}
 	return added, nil
+}
+
+// Vouch marks the relay at addr as chosen on this machine (see
+// Server.Learnt), adding it if it is not known.
+func (s *Servers) Vouch(addr string) error {
+	if err := (Server{Address: addr}).check(); err != nil {
+		return err
+	}
+	return s.change(func(next map[string]Server) error {
+		sv, known := next[addr]
+		if known && !sv.Learnt {
+			return errUnchanged
+		}
+		sv.Address, sv.Learnt = addr, false
+		next[addr] = sv
+		return nil
+	})
 }
 
 // Remove forgets the relay at addr; absent is fine.
@@ -118,11 +138,37 @@ func (s *Servers) Remove(addr string) error {
 }
 
 // change applies edit to a copy of the table and saves it; see applyChange.
+//
+// Several processes write this file (a running node, `p2prc relays add`,
+// `relays probe`), so each change takes the file's lock and starts from what
+// the file holds now, not from what this process read earlier: nobody's
+// update is lost.
 func (s *Servers) change(edit func(next map[string]Server) error) error {
 	save := func(next map[string]Server) error {
 		return jsonfile.Save(s.path, ServerFile{Servers: sortedServers(next)}, fileMode)
 	}
-	return applyChange(&s.mu, &s.byAddr, save, edit)
+	return withFileLock(s.path, func() error {
+		if err := s.reload(); err != nil {
+			return err
+		}
+		return applyChange(&s.mu, &s.byAddr, save, edit)
+	})
+}
+
+// reload replaces the table with what the file holds.
+func (s *Servers) reload() error {
+	var f ServerFile
+	if _, err := jsonfile.Load(s.path, &f); err != nil {
+		return err
+	}
+	byAddr, err := indexServers(f.Servers)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.byAddr = byAddr
+	s.mu.Unlock()
+	return nil
 }
 
 // sortedServers lists byAddr fastest first, never nil so the file holds []

@@ -166,3 +166,64 @@ func TestOpenCorruptServers(t *testing.T) {
 		t.Fatalf("OpenServers with a duplicate = %v; want ErrCorrupt saying so", err)
 	}
 }
+
+// Two processes (two tables) on one file: neither loses the other's update.
+func TestServersSharedFileLosesNothing(t *testing.T) {
+	path := filepath.Join(t.TempDir(), registry.ServerFileName)
+	a, err := registry.OpenServers(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := registry.OpenServers(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Upsert(registry.Server{Address: "203.0.113.1:8700"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Upsert(registry.Server{Address: "203.0.113.2:8700", Latency: time.Millisecond}); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Upsert(registry.Server{Address: "203.0.113.3:8700"}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := registry.OpenServers(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := len(c.List()); got != 3 {
+		t.Fatalf("the file holds %d relays, want all 3: %+v", got, c.List())
+	}
+}
+
+// A relay heard of from a peer stays marked as such through measurements,
+// until this machine vouches for it.
+func TestLearntRelaysUntilVouchedFor(t *testing.T) {
+	s, err := registry.OpenServers(filepath.Join(t.TempDir(), registry.ServerFileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := "203.0.113.9:8700"
+	if _, err := s.Merge([]registry.Server{{Address: addr}}); err != nil {
+		t.Fatal(err)
+	}
+	if sv, _ := s.Get(addr); !sv.Learnt {
+		t.Fatalf("a merged relay is not marked learnt: %+v", sv)
+	}
+	s.Upsert(registry.Server{Address: addr, Name: "r", Latency: time.Millisecond}) // a greeting measured it
+	if sv, _ := s.Get(addr); !sv.Learnt || sv.Latency != time.Millisecond {
+		t.Fatalf("a measurement changed the mark: %+v", sv)
+	}
+	if err := s.Vouch(addr); err != nil {
+		t.Fatal(err)
+	}
+	if sv, _ := s.Get(addr); sv.Learnt || sv.Name != "r" {
+		t.Fatalf("after Vouch: %+v", sv)
+	}
+	if err := s.Vouch("198.51.100.1:8700"); err != nil { // unknown: added
+		t.Fatal(err)
+	}
+	if sv, ok := s.Get("198.51.100.1:8700"); !ok || sv.Learnt {
+		t.Fatalf("Vouch of an unknown relay: %+v %v", sv, ok)
+	}
+}

@@ -98,6 +98,12 @@ func (n *Node) connectSession(ctx context.Context, addr string) (*relayConn, err
 	}
 	c.latency = rtt
 	n.recordRelay(addr, c.welcome.Relay, rtt)
+	if n.cfg.Relay == addr && n.cfg.Relays != nil {
+		// Named with --relay: this machine vouches for it (see registry.Server.Learnt).
+		if err := n.cfg.Relays.Vouch(addr); err != nil {
+			n.log.Error("recording the relay in the registry", "file", n.cfg.Relays.Path(), "err", err)
+		}
+	}
 	n.log.Info("connected to the relay", "relay_addr", addr, "relay_name", c.welcome.Relay, "latency", rtt.Round(time.Microsecond))
 	return c, nil
 }
@@ -140,13 +146,14 @@ func (n *Node) connectAny(ctx context.Context) (*relayConn, error) {
 }
 
 // autoCandidates are the relays --relay auto may use: those with a measured
-// latency, fastest first. A relay only heard of from a peer stays unmeasured
-// until this machine reaches it (relays probe, relays add), so no peer can
-// make a node dial addresses of its choosing.
+// latency that this machine vouches for, fastest first. A relay only heard
+// of from a peer is not one until someone here adds it (relays add), so no
+// peer can make a node dial, and send its token's MACs to, an address of the
+// peer's choosing.
 func autoCandidates(relays *registry.Servers) []registry.Server {
 	var out []registry.Server
 	for _, sv := range relays.List() {
-		if sv.Latency > 0 {
+		if sv.Latency > 0 && !sv.Learnt {
 			out = append(out, sv)
 		}
 	}

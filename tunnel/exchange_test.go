@@ -262,3 +262,18 @@ func TestHugeTableIsCutToFitAFrame(t *testing.T) {
 			len(x.IPTable), x.IPTable[0].Name, len(x.Relays))
 	}
 }
+
+// --relay auto uses only measured relays this machine vouches for.
+func TestAutoSkipsRelaysOnlyAPeerVouchesFor(t *testing.T) {
+	relays, err := registry.OpenServers(filepath.Join(t.TempDir(), registry.ServerFileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	relays.Merge([]registry.Server{{Address: "203.0.113.1:8700"}})
+	relays.Upsert(registry.Server{Address: "203.0.113.1:8700", Latency: time.Millisecond}) // measured by greeting
+	relays.Upsert(registry.Server{Address: "203.0.113.2:8700", Latency: 5 * time.Millisecond})
+	got := autoCandidates(relays)
+	if len(got) != 1 || got[0].Address != "203.0.113.2:8700" {
+		t.Fatalf("auto candidates %+v; want only the relay added here", got)
+	}
+}

@@ -276,7 +276,10 @@ func (s *nodeSession) deliver(id uint32, m mux.Message) bool {
 	if ch == nil {
 		return false
 	}
-	ch <- m
+	select {
+	case ch <- m:
+	default: // a second answer to one request: a faulty relay; drop it
+	}
 	return true
 }
 

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -109,7 +110,7 @@ func (s *relaySession) serveControl() error {
 		case *mux.Close:
 			return fmt.Errorf("node closed the session: %s", m.Reason)
 		case *mux.Error:
-			s.log.Warn("node reported an error", "code", m.Code, "text", m.Text)
+			s.log.Debug("node reported an error", "code", m.Code, "text", m.Text) // the node's to act on; a line each would let it fill our log
 		default:
 			s.ctrl.Send(&mux.Error{Code: mux.CodeBadRequest, Text: fmt.Sprintf("a relay does not accept %v messages", m.Type())})
 		}
@@ -308,15 +309,23 @@ func (r *Relay) attach(s *relaySession, port int, req *mux.Expose, now time.Time
 		}
 		pp = r.openPort(g)
 	}
-	m, _ := r.maps.Lookup(key.network, key.port)
+	old, _ := r.maps.Lookup(key.network, key.port)
+	m := old
 	m.ServerName, m.Address = r.cfg.Name, r.cfg.PublicHost
 	m.NodeName, m.Local, m.LastSeen = s.peer.Name, req.Local, now
-	if err := r.maps.Put(m); err != nil {
-		r.log.Error("recording a mapping", "err", err)
-		return nil, &mux.Error{Code: mux.CodeInternal, Text: "the relay could not record the mapping; try again later"}
+	// The same expose again in one session changes nothing worth a write.
+	again := pp.session.Load() == s && old.ServerName == m.ServerName && old.Address == m.Address &&
+		old.NodeName == m.NodeName && old.Local == m.Local
+	if !again {
+		if err := r.maps.Put(m); err != nil {
+			r.log.Error("recording a mapping", "err", err)
+			return nil, &mux.Error{Code: mux.CodeInternal, Text: "the relay could not record the mapping; try again later"}
+		}
 	}
 	pp.session.Store(s)
-	s.ports = append(s.ports, pp)
+	if !slices.Contains(s.ports, pp) {
+		s.ports = append(s.ports, pp)
+	}
 	return &mux.Grant{Network: key.network, Port: port, PublicHost: r.cfg.PublicHost, Relay: r.cfg.Name}, nil
 }
 

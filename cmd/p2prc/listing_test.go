@@ -54,17 +54,17 @@ func TestRelaysListing(t *testing.T) {
 	}
 	relays.Upsert(registry.Server{Name: "far", Address: "198.51.100.9:8700", Latency: 80 * time.Millisecond, LastSeen: time.Now().Add(-3 * time.Hour)})
 	relays.Upsert(registry.Server{Name: "near", Address: "203.0.113.7:8700", Latency: 12500 * time.Microsecond, LastSeen: time.Now()})
-	relays.Upsert(registry.Server{Address: "relay.example:8700"}) // heard of, never measured
+	relays.Merge([]registry.Server{{Address: "relay.example:8700"}}) // heard of from a peer, never measured
 
 	out, _, err := runCmd(t, "relays", "--state", dir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	got := matchLines(t, out,
-		`^NAME +ADDRESS +LATENCY \(ms\) +LAST SEEN$`,
-		`^near +203\.0\.113\.7:8700 +12\.5 +\d+s$`,
-		`^far +198\.51\.100\.9:8700 +80\.0 +3h$`,
-		`^- +relay\.example:8700 +- +-$`)
+		`^NAME +ADDRESS +LATENCY \(ms\) +LAST SEEN +SOURCE$`,
+		`^near +203\.0\.113\.7:8700 +12\.5 +\d+s +added here$`,
+		`^far +198\.51\.100\.9:8700 +80\.0 +3h +added here$`,
+		`^- +relay\.example:8700 +- +- +learnt from a peer \(relays add to use it\)$`)
 	// The columns line up.
 	if col := strings.Index(got[0], "ADDRESS"); strings.Index(got[1], "203.") != col || strings.Index(got[3], "relay.") != col {
 		t.Errorf("columns do not line up:\n%s", out)

@@ -19,9 +19,13 @@ func Relays(w io.Writer, list []registry.Server, now time.Time) {
 		return
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tADDRESS\tLATENCY (ms)\tLAST SEEN")
+	fmt.Fprintln(tw, "NAME\tADDRESS\tLATENCY (ms)\tLAST SEEN\tSOURCE")
 	for _, sv := range list {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", dash(sv.Name), sv.Address, millis(sv.Latency), age(now, sv.LastSeen))
+		source := "added here"
+		if sv.Learnt {
+			source = "learnt from a peer (relays add to use it)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", dash(sv.Name), sv.Address, millis(sv.Latency), age(now, sv.LastSeen), source)
 	}
 	tw.Flush()
 }
