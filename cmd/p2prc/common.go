@@ -124,8 +124,7 @@ func parse(fs *pflag.FlagSet, args []string) error {
 		return err
 	}
 	if fs.NArg() > 0 {
-		fs.Usage()
-		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+		return fmt.Errorf("unexpected argument %q; see p2prc %s --help", fs.Arg(0), fs.Name())
 	}
 	return nil
 }

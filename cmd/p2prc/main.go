@@ -59,8 +59,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprint(stdout, usage)
 		return nil
 	}
-	fmt.Fprint(stderr, usage)
-	return fmt.Errorf("unknown command %q; see the list above", cmd)
+	return fmt.Errorf("unknown command %q; run p2prc --help for the list", cmd)
 }
 
 const usage = `p2prc: a relay that lets machines behind NAT serve the internet.

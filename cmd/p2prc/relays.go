@@ -15,19 +15,25 @@ import (
 
 // runRelays lists the relay registry, or adds or probes relays.
 func runRelays(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) > 0 {
-		switch args[0] {
-		case "add":
-			return runRelaysAdd(ctx, args[1:], stdout, stderr)
-		case "probe":
-			return runRelaysProbe(ctx, args[1:], stdout, stderr)
-		}
-	}
 	fs := newFlags("relays", "relays [--state DIR] [--json] | relays add HOST:PORT | relays probe", stderr)
 	state := stateFlag(fs)
 	asJSON := fs.Bool("json", false, "print reverse_proxy_server.json's JSON instead of a table")
-	if err := parse(fs, args); err != nil {
+	fs.SetInterspersed(false) // flags may come before add or probe: relays --state DIR add HOST:PORT
+	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if sub := fs.Arg(0); sub == "add" || sub == "probe" {
+		rest := fs.Args()[1:]
+		if *state != "" {
+			rest = append([]string{"--state", *state}, rest...)
+		}
+		if sub == "add" {
+			return runRelaysAdd(ctx, rest, stdout, stderr)
+		}
+		return runRelaysProbe(ctx, rest, stdout, stderr)
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q; see p2prc relays --help", fs.Arg(0))
 	}
 	relays, err := openRelaysIn(*state)
 	if err != nil {
@@ -78,8 +84,7 @@ func runRelaysAdd(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return err
 	}
 	if fs.NArg() != 1 {
-		fs.Usage()
-		return errors.New("relays add takes one relay address, HOST:PORT")
+		return errors.New("relays add takes one relay address, HOST:PORT; see p2prc relays add --help")
 	}
 	addr := fs.Arg(0)
 	relays, err := openRelaysIn(*state)
