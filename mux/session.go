@@ -42,14 +42,8 @@ type SessionConfig struct {
 const (
 	defaultStreamWindow  = 1 << 20
 	defaultAcceptBacklog = 1024
-
-	// serverAcceptBacklog is the relay's: a node opens one stream (the
-	// control stream), and yamux buffers up to a window (256 KiB) for each
-	// stream waiting to be accepted, so a stranger must not get to open
-	// many. yamux resets the streams beyond it.
-	serverAcceptBacklog = 2
-	defaultWriteTimeout = 30 * time.Second
-	defaultOpenTimeout  = 30 * time.Second
+	defaultWriteTimeout  = 30 * time.Second
+	defaultOpenTimeout   = 30 * time.Second
 )
 
 // yamuxConfig turns c into yamux's configuration.
@@ -83,11 +77,14 @@ func Client(w *Wire, c SessionConfig) (*yamux.Session, error) {
 }
 
 // Server starts the relay's end of a session on w. The session owns w.
-// Its accept backlog is small whatever c says: see serverAcceptBacklog.
+//
+// The accept backlog stays large on the relay too: yamux also uses it to
+// bound the streams this end has opened and the peer not yet acknowledged,
+// and the relay opens one per visitor (a backlog of 2 cut new connections
+// per second by a third). What a node may open itself — one stream — the
+// caller enforces by ending the session at a second (see tunnel).
 func Server(w *Wire, c SessionConfig) (*yamux.Session, error) {
-	y := c.yamuxConfig()
-	y.AcceptBacklog = serverAcceptBacklog
-	s, err := yamux.Server(w, y)
+	s, err := yamux.Server(w, c.yamuxConfig())
 	if err != nil {
 		return nil, fmt.Errorf("yamux configuration: %w", err)
 	}
