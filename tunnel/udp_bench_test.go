@@ -67,31 +67,14 @@ type udpSink struct {
 }
 
 func startUDPSink(b *testing.B) *udpSink {
-	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		b.Fatal(err)
-	}
-	setUDPBuffers(c, 4<<20)
-	s := &udpSink{addr: c.LocalAddr().String()}
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		buf := make([]byte, maxUDPPayload)
-		for {
-			n, from, err := c.ReadFromUDPAddrPort(buf)
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			if err != nil {
-				continue
-			}
-			if n > 0 && buf[0] == probeMark {
-				c.WriteToUDPAddrPort(buf[:n], from)
-				continue
-			}
-			s.count.Add(1)
+	s := &udpSink{}
+	s.addr = startUDPService(b, func(_ netip.AddrPort, d []byte) []byte {
+		if len(d) > 0 && d[0] == probeMark {
+			return d
 		}
+		s.count.Add(1)
+		return nil
 	})
-	b.Cleanup(func() { c.Close(); wg.Wait() })
 	return s
 }
 

@@ -18,7 +18,7 @@ func udpExpose(local string) Expose { return Expose{Network: "udp", Local: local
 
 // startUDPService answers each datagram to a fresh 127.0.0.1 port with what
 // reply returns (nothing if nil). It stops at cleanup.
-func startUDPService(t *testing.T, reply func(from netip.AddrPort, b []byte) []byte) string {
+func startUDPService(t testing.TB, reply func(from netip.AddrPort, b []byte) []byte) string {
 	t.Helper()
 	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
@@ -27,7 +27,7 @@ func startUDPService(t *testing.T, reply func(from netip.AddrPort, b []byte) []b
 	return serveUDP(t, c, reply)
 }
 
-func serveUDP(t *testing.T, c *net.UDPConn, reply func(from netip.AddrPort, b []byte) []byte) string {
+func serveUDP(t testing.TB, c *net.UDPConn, reply func(from netip.AddrPort, b []byte) []byte) string {
 	setUDPBuffers(c, 4<<20)
 	var wg sync.WaitGroup
 	wg.Go(func() {

@@ -21,11 +21,8 @@ func runMappings(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	state := stateFlag(fs)
 	asJSON := fs.Bool("json", false, "print the mapping file's JSON instead of a table")
 	relay := fs.String("relay", "", "ask this live relay for the mappings it holds for this node (the identity in --state), instead of reading the file")
-	timeout := fs.Duration("timeout", 10*time.Second, "with --relay: how long the relay has to answer")
-	var tok tokenFlags
-	tok.add(fs)
-	var tf nodeTLSFlags
-	tf.add(fs)
+	var ask askFlags
+	ask.add(fs, 10*time.Second, "with --relay: how long the relay has to answer")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -35,7 +32,7 @@ func runMappings(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	var list []registry.Mapping
 	if *relay != "" {
-		list, err = askRelay(ctx, dir, *relay, &tok, &tf, *timeout)
+		list, err = askRelay(ctx, dir, *relay, &ask)
 	} else {
 		var maps *registry.Mappings
 		maps, err = registry.OpenMappings(filepath.Join(dir, registry.MappingFileName))
@@ -55,8 +52,8 @@ func runMappings(ctx context.Context, args []string, stdout, stderr io.Writer) e
 
 // askRelay lists the mappings relay holds for the node whose identity is in
 // dir, in a query session that leaves a running node undisturbed.
-func askRelay(ctx context.Context, dir, relay string, tok *tokenFlags, tf *nodeTLSFlags, timeout time.Duration) ([]registry.Mapping, error) {
-	token, ok, err := tok.load()
+func askRelay(ctx context.Context, dir, relay string, ask *askFlags) ([]registry.Mapping, error) {
+	token, ok, err := ask.tok.load()
 	if err != nil {
 		return nil, err
 	}
@@ -75,12 +72,12 @@ func askRelay(ctx context.Context, dir, relay string, tok *tokenFlags, tf *nodeT
 	if err != nil {
 		return nil, err
 	}
-	nodeTLS, err := tf.load(relays)
+	nodeTLS, err := ask.tls.load(relays)
 	if err != nil {
 		return nil, err
 	}
 	name, _ := os.Hostname()
-	n, err := tunnel.NewQueryNode(tunnel.NodeConfig{Name: name, Token: token, Key: key, TLS: nodeTLS, DialTimeout: timeout, HandshakeTimeout: timeout})
+	n, err := tunnel.NewQueryNode(tunnel.NodeConfig{Name: name, Token: token, Key: key, TLS: nodeTLS, DialTimeout: *ask.timeout, HandshakeTimeout: *ask.timeout})
 	if err != nil {
 		return nil, err
 	}

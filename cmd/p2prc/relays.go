@@ -56,30 +56,27 @@ func openRelaysIn(state string) (*registry.Servers, error) {
 
 // prober is a node that only measures relays, recording in relays (where
 // TLS pins are kept too).
-func prober(relays *registry.Servers, tok *tokenFlags, tf *nodeTLSFlags, timeout time.Duration) (*tunnel.Node, error) {
-	token, _, err := tok.load()
+func prober(relays *registry.Servers, ask *askFlags) (*tunnel.Node, error) {
+	token, _, err := ask.tok.load()
 	if err != nil {
 		return nil, err
 	}
-	nodeTLS, err := tf.load(relays)
+	nodeTLS, err := ask.tls.load(relays)
 	if err != nil {
 		return nil, err
 	}
 	name, _ := os.Hostname()
 	return tunnel.NewQueryNode(tunnel.NodeConfig{
 		Name: name, Token: token, Relays: relays, TLS: nodeTLS,
-		DialTimeout: timeout, HandshakeTimeout: timeout,
+		DialTimeout: *ask.timeout, HandshakeTimeout: *ask.timeout,
 	})
 }
 
 func runRelaysAdd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("relays add", "relays add HOST:PORT [flags]", stderr)
 	state := stateFlag(fs)
-	timeout := fs.Duration("timeout", 5*time.Second, "how long the relay has to answer the first measurement")
-	var tok tokenFlags
-	tok.add(fs)
-	var tf nodeTLSFlags
-	tf.add(fs)
+	var ask askFlags
+	ask.add(fs, 5*time.Second, "how long the relay has to answer the first measurement")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -94,7 +91,7 @@ func runRelaysAdd(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if err := relays.Vouch(addr); err != nil { // added by hand: this machine vouches for it
 		return fmt.Errorf("relays add %s: %w", addr, err)
 	}
-	p, err := prober(relays, &tok, &tf, *timeout)
+	p, err := prober(relays, &ask)
 	if err != nil {
 		return err
 	}
@@ -110,11 +107,8 @@ func runRelaysAdd(ctx context.Context, args []string, stdout, stderr io.Writer) 
 func runRelaysProbe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("relays probe", "relays probe [flags]", stderr)
 	state := stateFlag(fs)
-	timeout := fs.Duration("timeout", 5*time.Second, "how long each relay has to answer")
-	var tok tokenFlags
-	tok.add(fs)
-	var tf nodeTLSFlags
-	tf.add(fs)
+	var ask askFlags
+	ask.add(fs, 5*time.Second, "how long each relay has to answer")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -125,7 +119,7 @@ func runRelaysProbe(ctx context.Context, args []string, stdout, stderr io.Writer
 	if len(relays.List()) == 0 {
 		return errors.New("no relays known; add one with: p2prc relays add HOST:PORT")
 	}
-	p, err := prober(relays, &tok, &tf, *timeout)
+	p, err := prober(relays, &ask)
 	if err != nil {
 		return err
 	}

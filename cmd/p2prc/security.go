@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"time"
 
 	"github.com/spf13/pflag"
 
@@ -73,6 +74,20 @@ func (f *limitFlags) add(fs *pflag.FlagSet) {
 	fs.IntVar(&f.l.Mappings, "max-mappings", d.Mappings, "mappings the whole relay may hold")
 	fs.IntVar(&f.l.StreamsPerSession, "max-streams-per-session", d.StreamsPerSession, "visitor connections in flight to one node; more are refused")
 	fs.IntVar(&f.l.MaxFrameSize, "max-frame-size", d.MaxFrameSize, "largest control message a node may send, in bytes")
+}
+
+// askFlags are what a command that asks a live relay something needs: how
+// long to wait, the token, and how to trust the relay.
+type askFlags struct {
+	timeout *time.Duration
+	tok     tokenFlags
+	tls     nodeTLSFlags
+}
+
+func (f *askFlags) add(fs *pflag.FlagSet, timeout time.Duration, timeoutHelp string) {
+	f.timeout = fs.Duration("timeout", timeout, timeoutHelp)
+	f.tok.add(fs)
+	f.tls.add(fs)
 }
 
 // nodeTLSFlags are a node's --relay-fingerprint and --insecure-plaintext.
