@@ -23,10 +23,15 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	openConns := fs.Int("open-conns", 1000, "connections the memory workload holds open")
 	gomaxprocs := fs.IntSlice("gomaxprocs", nil, "GOMAXPROCS of the relay and node processes, 0 for Go's default; several (0,1) measure each, side by side")
 	profile := fs.String("cpuprofile-dir", "", "write a CPU profile of each relay and node process to this folder")
+	serveServices := fs.Bool("serve-services", false, "run only the bench's TCP services (the bench starts itself so)")
+	fs.MarkHidden("serve-services")
 	var tok tokenFlags
 	tok.add(fs)
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	if *serveServices {
+		return bench.ServeServices(ctx, stdout)
 	}
 	cfg := bench.Config{
 		Duration:    *duration,

@@ -14,7 +14,8 @@ import (
 )
 
 // processesUnder returns the PIDs of running processes whose command line
-// mentions dir: the relays and nodes a bench started with state dirs in it.
+// or environment mentions dir: the bench run with TMPDIR=dir, and the
+// relays, nodes and services process it started, which inherit it.
 func processesUnder(t *testing.T, dir string) []string {
 	t.Helper()
 	ents, err := os.ReadDir("/proc")
@@ -24,11 +25,18 @@ func processesUnder(t *testing.T, dir string) []string {
 	var pids []string
 	for _, e := range ents {
 		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err == nil && strings.Contains(string(cmdline), dir) {
+		environ, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "environ"))
+		if err == nil && (strings.Contains(string(cmdline), dir) || strings.Contains(string(environ), "TMPDIR="+dir+"\x00")) {
 			pids = append(pids, e.Name())
 		}
 	}
 	return pids
+}
+
+// commandLine is a process's arguments, space-separated.
+func commandLine(pid string) string {
+	b, _ := os.ReadFile(filepath.Join("/proc", pid, "cmdline"))
+	return strings.ReplaceAll(string(b), "\x00", " ")
 }
 
 // waitGone fails the test unless every process under dir ends within d.
@@ -140,8 +148,16 @@ func TestBenchStopsItsProcesses(t *testing.T) {
 			tmp := t.TempDir()
 			b := start(t, []string{"TMPDIR=" + tmp}, "bench", "--duration", "30s", "--workloads", "rr", "--concurrency", "2")
 			b.stderr.waitFor(t, regexp.MustCompile(`\[1/\d+\]`), time.Minute) // relay and node are up
-			if len(processesUnder(t, tmp)) < 2 {
-				t.Fatal("the relay and node processes were not found")
+			roles := map[string]bool{}
+			for _, pid := range processesUnder(t, tmp) {
+				for _, role := range []string{"relay", "node", "--serve-services"} {
+					if strings.Contains(commandLine(pid), " "+role+" ") {
+						roles[role] = true
+					}
+				}
+			}
+			if len(roles) < 3 {
+				t.Fatalf("found processes %v, want the relay's, the node's and the services'", roles)
 			}
 			b.cmd.Process.Signal(sig)
 			err := b.wait(t, 20*time.Second)

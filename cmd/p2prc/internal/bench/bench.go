@@ -2,11 +2,12 @@
 // direct one, in the same run, and reports both with their ratio.
 //
 // The bench runs its own local services (a discarding sink, an echo server,
-// a one-request server and a UDP counter) and load generators in its own
-// process, on loopback. The relay and node are separate processes — the
-// same binary, started again with the relay and node subcommands and
-// temporary state dirs — so the CPU time and memory read from /proc are
-// theirs alone. Each workload runs first against the service directly, then
+// a one-request server and a UDP counter) and load generators, on loopback.
+// The TCP services run in a process of their own, as a real service does;
+// the load generators and the UDP counter in the bench's. The relay and
+// node are separate processes too — the same binary, started again with
+// the relay and node subcommands and temporary state dirs — so the CPU
+// time and memory read from /proc are theirs alone. Each workload runs first against the service directly, then
 // through each mode's relay and node, one after the other, so every ratio
 // compares figures taken moments apart.
 //
@@ -233,7 +234,7 @@ func run(ctx context.Context, cfg Config) (*Report, error) {
 	if b.token == nil {
 		b.token = []byte(randomHex(16))
 	}
-	if b.svc, err = startServices(); err != nil {
+	if b.svc, err = b.startServices(ctx); err != nil {
 		return nil, err
 	}
 
@@ -364,6 +365,28 @@ func (b *bench) startPath(ctx context.Context, m variant) (*path, error) {
 	return p, nil
 }
 
+// startServices starts the TCP services in a process of their own and
+// the UDP sink here.
+func (b *bench) startServices(ctx context.Context) (*services, error) {
+	c, err := b.start("services", []string{"bench", "--serve-services"}, nil)
+	if err != nil {
+		return nil, err
+	}
+	line, err := c.waitLine(ctx, c.stdout, func(l string) bool { return strings.HasPrefix(l, servicesLine) }, readyTimeout, "say where its services listen")
+	if err != nil {
+		return nil, err
+	}
+	tcp, err := parseServicesLine(line)
+	if err != nil {
+		return nil, err
+	}
+	u, err := startUDPSink()
+	if err != nil {
+		return nil, err
+	}
+	return &services{tcp: tcp, udp: u}, nil
+}
+
 // childEnv is the environment of a relay or node process.
 func (b *bench) childEnv(role string, m variant) []string {
 	env := []string{"P2PRC_TOKEN=" + string(b.token)}
@@ -391,8 +414,8 @@ func (b *bench) start(name string, args, env []string) (*child, error) {
 	return c, nil
 }
 
-// cleanup stops the processes (nodes before their relays), then the
-// services, and removes the state dirs.
+// cleanup stops the processes (nodes before their relays, the services
+// process last), then the UDP sink, and removes the state dirs.
 func (b *bench) cleanup() {
 	for i := len(b.children) - 1; i >= 0; i-- {
 		b.children[i].stop()

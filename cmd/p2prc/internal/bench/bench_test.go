@@ -1,9 +1,12 @@
 package bench
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -106,7 +109,7 @@ func TestReportTableAndJSON(t *testing.T) {
 // Each load generator measures something real against the bench's own
 // services on the direct path: a user would see zeros otherwise.
 func TestWorkloadsDirect(t *testing.T) {
-	svc, err := startServices()
+	svc, err := startLocalServices()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -143,7 +146,7 @@ func TestWorkloadsDirect(t *testing.T) {
 // The UDP generator offers what it says: a datagram count that matches
 // the rate, and a loss figure computed from what the sink counted.
 func TestUDPLoadCountsWhatArrives(t *testing.T) {
-	svc, err := startServices()
+	svc, err := startLocalServices()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -213,5 +216,45 @@ func TestLinesWaitAndTail(t *testing.T) {
 	_, err = c.waitLine(context.Background(), l, func(string) bool { return false }, 50*time.Millisecond, "say more")
 	if err == nil || !strings.Contains(err.Error(), "did not say more within") || !strings.Contains(err.Error(), "  starting") {
 		t.Errorf("a timeout gave %v, want an error quoting the output", err)
+	}
+}
+
+// The services process says where its services listen, serves them, and
+// ends when told to.
+func TestServeServices(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	r, w := io.Pipe()
+	done := make(chan error, 1)
+	go func() { done <- ServeServices(ctx, w) }()
+	line, err := bufio.NewReader(r).ReadString('\n')
+	if err != nil {
+		t.Fatal(err)
+	}
+	addrs, err := parseServicesLine(strings.TrimSpace(line))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := net.Dial("tcp", addrs[svcEcho])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	msg := []byte("a request")
+	c.Write(msg)
+	got := make([]byte, len(msg))
+	if _, err := io.ReadFull(c, got); err != nil || string(got) != string(msg) {
+		t.Errorf("the echo service answered %q, %v", got, err)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("ServeServices: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("ServeServices did not end when its context did")
+	}
+	if _, err := parseServicesLine(`services {"echo":"127.0.0.1:1"}`); err == nil || !strings.Contains(err.Error(), "discard") {
+		t.Errorf("a line without every service: %v", err)
 	}
 }

@@ -1,10 +1,15 @@
 package bench
 
 import (
+	"context"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
+	"maps"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -40,52 +45,124 @@ const msgSize = 128
 // cannot hold the bench.
 const ioTimeout = 30 * time.Second
 
-// services are the bench's own local services, all on loopback.
+// services are the bench's local services, all on loopback. The TCP ones
+// run in a process of their own (see ServeServices), as a real service
+// does: a load generator sharing a Go runtime with its server wakes it
+// without a context switch, which no deployment does. The UDP sink stays in
+// the bench's process, which reads its counts.
 type services struct {
-	tcp map[service]*tcpService
-	udp *udpSink
-}
-
-func startServices() (*services, error) {
-	s := &services{tcp: make(map[service]*tcpService)}
-	handlers := map[service]func(*net.TCPConn){
-		svcDiscard: serveDiscard,
-		svcEcho:    serveEcho,
-		svcOneShot: serveOneShot,
-	}
-	for svc, h := range handlers {
-		t, err := startTCPService(h)
-		if err != nil {
-			s.close()
-			return nil, err
-		}
-		s.tcp[svc] = t
-	}
-	u, err := startUDPSink()
-	if err != nil {
-		s.close()
-		return nil, err
-	}
-	s.udp = u
-	return s, nil
+	tcp  map[service]string // each TCP service's address
+	udp  *udpSink
+	stop func() // ends the TCP services
 }
 
 // addrs returns each service's address.
 func (s *services) addrs() map[service]string {
-	m := make(map[service]string)
-	for svc, t := range s.tcp {
-		m[svc] = t.ln.Addr().String()
-	}
+	m := maps.Clone(s.tcp)
 	m[svcUDP] = s.udp.conn.LocalAddr().String()
 	return m
 }
 
 func (s *services) close() {
-	for _, t := range s.tcp {
-		t.close()
+	if s.stop != nil {
+		s.stop()
 	}
 	if s.udp != nil {
 		s.udp.close()
+	}
+}
+
+// startLocalServices runs every service in this process (for tests).
+func startLocalServices() (*services, error) {
+	t, err := startTCPServices()
+	if err != nil {
+		return nil, err
+	}
+	u, err := startUDPSink()
+	if err != nil {
+		t.close()
+		return nil, err
+	}
+	return &services{tcp: t.addrs(), udp: u, stop: t.close}, nil
+}
+
+// servicesLine starts the line a services process prints on stdout when
+// it is ready: the prefix, then each service's address as JSON.
+const servicesLine = "services "
+
+// ServeServices runs the bench's TCP services until ctx ends: the process
+// the bench starts with `p2prc bench --serve-services`. It prints their
+// addresses on w, as one line, when they are ready.
+func ServeServices(ctx context.Context, w io.Writer) error {
+	t, err := startTCPServices()
+	if err != nil {
+		return err
+	}
+	defer t.close()
+	named := make(map[string]string)
+	for svc, addr := range t.addrs() {
+		named[svc.String()] = addr
+	}
+	js, err := json.Marshal(named)
+	if err != nil {
+		return err
+	}
+	if _, err := fmt.Fprintf(w, "%s%s\n", servicesLine, js); err != nil {
+		return err
+	}
+	<-ctx.Done()
+	return nil
+}
+
+// parseServicesLine reads the addresses from a services process's line.
+func parseServicesLine(line string) (map[service]string, error) {
+	var named map[string]string
+	if err := json.Unmarshal([]byte(strings.TrimPrefix(line, servicesLine)), &named); err != nil {
+		return nil, fmt.Errorf("the services process said %q: %w", line, err)
+	}
+	m := make(map[service]string)
+	for _, svc := range []service{svcDiscard, svcEcho, svcOneShot} {
+		addr, ok := named[svc.String()]
+		if !ok {
+			return nil, fmt.Errorf("the services process gave no address for %s: %q", svc, line)
+		}
+		m[svc] = addr
+	}
+	return m, nil
+}
+
+// tcpServices are the running TCP services.
+type tcpServices map[service]*tcpService
+
+func startTCPServices() (tcpServices, error) {
+	handlers := map[service]func(*net.TCPConn){
+		svcDiscard: serveDiscard,
+		svcEcho:    serveEcho,
+		svcOneShot: serveOneShot,
+	}
+	t := make(tcpServices)
+	for svc, h := range handlers {
+		s, err := startTCPService(h)
+		if err != nil {
+			t.close()
+			return nil, err
+		}
+		t[svc] = s
+	}
+	return t, nil
+}
+
+func (t tcpServices) addrs() map[service]string {
+	m := make(map[service]string)
+	for svc, s := range t {
+		m[svc] = s.ln.Addr().String()
+	}
+	return m
+}
+
+func (t tcpServices) close() {
+	for _, s := range t {
+		s.close()
 	}
 }
 
