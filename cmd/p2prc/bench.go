@@ -23,15 +23,21 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	openConns := fs.Int("open-conns", 1000, "connections the memory workload holds open")
 	gomaxprocs := fs.IntSlice("gomaxprocs", nil, "GOMAXPROCS of the relay and node processes, 0 for Go's default; several (0,1) measure each, side by side")
 	profile := fs.String("cpuprofile-dir", "", "write a CPU profile of each relay and node process to this folder")
+	forwarders := fs.Bool("forwarders", false, "also measure through two plain TCP forwarders in a row: about the best any relay made of two processes can do on this machine")
 	serveServices := fs.Bool("serve-services", false, "run only the bench's TCP services (the bench starts itself so)")
+	serveForwarder := fs.StringSlice("serve-forwarder", nil, "run only a forwarder to these HOST:PORTs (the bench starts itself so)")
 	fs.MarkHidden("serve-services")
+	fs.MarkHidden("serve-forwarder")
 	var tok tokenFlags
 	tok.add(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if *serveServices {
+	switch {
+	case *serveServices:
 		return bench.ServeServices(ctx, stdout)
+	case fs.Changed("serve-forwarder"):
+		return bench.ServeForwarder(ctx, *serveForwarder, stdout)
 	}
 	cfg := bench.Config{
 		Duration:    *duration,
@@ -41,6 +47,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		OpenConns:   *openConns,
 		Relay:       *relay,
 		GOMAXPROCS:  *gomaxprocs,
+		Forwarders:  *forwarders,
 		ProfileDir:  *profile,
 		Progress:    stderr,
 	}

@@ -68,13 +68,13 @@ func atoi(s string) int {
 	return n
 }
 
-// p2prc bench starts a relay and a node, measures each workload directly
-// and through them, prints figures a script can read, and leaves no
-// process or file behind.
+// p2prc bench starts a relay and a node, measures each workload directly,
+// through them and (--forwarders) through two plain forwarders, prints
+// figures a script can read, and leaves no process or file behind.
 func TestBenchMeasuresBothPaths(t *testing.T) {
 	tmp := t.TempDir()
 	b := start(t, []string{"TMPDIR=" + tmp}, "bench", "--json", "--duration", "150ms",
-		"--workloads", "tcp-1,rr,conn,mem", "--concurrency", "4", "--open-conns", "50")
+		"--workloads", "tcp-1,rr,conn,mem", "--concurrency", "4", "--open-conns", "50", "--modes", "tls", "--forwarders")
 	if err := b.wait(t, 2*time.Minute); err != nil {
 		t.Fatalf("bench: %v\n%s", err, b.stderr.String())
 	}
@@ -82,15 +82,20 @@ func TestBenchMeasuresBothPaths(t *testing.T) {
 	if err := json.Unmarshal([]byte(b.stdout.String()), &rep); err != nil {
 		t.Fatalf("--json output: %v\n%s", err, b.stdout.String())
 	}
+	if strings.Join(rep.Modes, ",") != "tls,forwarders" {
+		t.Fatalf("columns %q, want tls and forwarders", rep.Modes)
+	}
 	mode := rep.Modes[0]
 	seen := map[string]bool{}
 	for _, row := range rep.Rows {
 		seen[row.Workload+" "+row.Metric] = true
-		if v, ok := row.Relay[mode]; !ok || v <= 0 {
-			t.Errorf("%s %s through the relay: %v, want a positive figure", row.Workload, row.Metric, v)
-		}
-		if row.Workload != "mem" && !strings.Contains(row.Metric, "CPU") && (row.Direct == nil || *row.Direct <= 0 || row.Ratio[mode] <= 0) {
-			t.Errorf("%s %s: direct %v, ratio %v; want both", row.Workload, row.Metric, row.Direct, row.Ratio[mode])
+		for _, m := range rep.Modes {
+			if v, ok := row.Relay[m]; !ok || v <= 0 {
+				t.Errorf("%s %s via %s: %v, want a positive figure", row.Workload, row.Metric, m, v)
+			}
+			if row.Workload != "mem" && !strings.Contains(row.Metric, "CPU") && (row.Direct == nil || *row.Direct <= 0 || row.Ratio[m] <= 0) {
+				t.Errorf("%s %s via %s: direct %v, ratio %v; want both", row.Workload, row.Metric, m, row.Direct, row.Ratio[m])
+			}
 		}
 	}
 	for _, want := range []string{"tcp-1 Gbit/s", "tcp-1 relay CPU s/GB", "tcp-1 node CPU s/GB", "rr req/s", "rr p99 ms",

@@ -62,6 +62,10 @@ type Config struct {
 	// processes to measure, each mode with each; 0 is Go's default. Nil:
 	// Go's default only.
 	GOMAXPROCS []int
+	// Forwarders adds the forwarders path (see forward.go): two plain TCP
+	// forwarders in a row, a yardstick for what any two-process relay can
+	// reach on this machine.
+	Forwarders bool
 	// ProfileDir, if set, receives a CPU profile of each relay and node
 	// process (relay-MODE.pprof, node-MODE.pprof), written when it stops.
 	ProfileDir string
@@ -248,6 +252,14 @@ func run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 		b.paths = append(b.paths, p)
 	}
+	if cfg.Forwarders {
+		b.progress.say("starting two forwarders")
+		p, err := b.startForwarders(ctx)
+		if err != nil {
+			return nil, err
+		}
+		b.paths = append(b.paths, p)
+	}
 	steps, step := b.countSteps(ws), 0
 	for _, w := range ws {
 		for round := range cfg.Rounds {
@@ -256,7 +268,7 @@ func run(ctx context.Context, cfg Config) (*Report, error) {
 					continue
 				}
 				if _, ok := p.addrs[w.service]; !ok {
-					if round == 0 {
+					if round == 0 && p.name != forwardersPath { // they carry TCP only, as documented
 						rep.note(fmt.Sprintf("%s via %s: not measured, the relay does not forward %s yet", w.name, p.name, w.service.network()))
 					}
 					continue
@@ -355,14 +367,51 @@ func (b *bench) startPath(ctx context.Context, m variant) (*path, error) {
 		return nil, err
 	}
 	p.node = node
-	for _, np := range p.processes() {
-		u, err := readUsage(np.c.pid())
-		if err != nil {
-			return nil, fmt.Errorf("reading the %s's usage: %w", np.role, err)
-		}
-		p.idle[np.role] = u
+	return p, p.readIdle()
+}
+
+// startForwarders starts the forwarders path: the second forwarder, where
+// the node stands, forwards to the services; the first, where the relay
+// stands, to the second.
+func (b *bench) startForwarders(ctx context.Context) (*path, error) {
+	var targets []string
+	for _, addr := range b.svc.tcp {
+		targets = append(targets, addr)
 	}
-	return p, nil
+	second, secondAddrs, err := b.startForwarder(ctx, targets)
+	if err != nil {
+		return nil, err
+	}
+	var hops []string
+	for _, t := range targets {
+		hops = append(hops, secondAddrs[t])
+	}
+	first, firstAddrs, err := b.startForwarder(ctx, hops)
+	if err != nil {
+		return nil, err
+	}
+	p := &path{name: forwardersPath, addrs: make(map[service]string), relay: first, node: second, idle: make(map[string]usage)}
+	for svc, addr := range b.svc.tcp {
+		if p.addrs[svc] = firstAddrs[secondAddrs[addr]]; p.addrs[svc] == "" {
+			return nil, fmt.Errorf("the forwarders gave no port for %s", svc)
+		}
+	}
+	return p, p.readIdle()
+}
+
+// startForwarder starts a forwarder process to targets and returns it with
+// its listening address for each target.
+func (b *bench) startForwarder(ctx context.Context, targets []string) (*child, map[string]string, error) {
+	c, err := b.start("forwarder", []string{"bench", "--serve-forwarder", strings.Join(targets, ",")}, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	line, err := c.waitLine(ctx, c.stdout, func(l string) bool { return strings.HasPrefix(l, forwardingLine) }, readyTimeout, "say where it listens")
+	if err != nil {
+		return nil, nil, err
+	}
+	addrs, err := parseForwardingLine(line)
+	return c, addrs, err
 }
 
 // startServices starts the TCP services in a process of their own and

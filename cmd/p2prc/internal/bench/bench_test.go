@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"io"
 	"net"
@@ -256,5 +257,52 @@ func TestServeServices(t *testing.T) {
 	}
 	if _, err := parseServicesLine(`services {"echo":"127.0.0.1:1"}`); err == nil || !strings.Contains(err.Error(), "discard") {
 		t.Errorf("a line without every service: %v", err)
+	}
+}
+
+// A forwarder carries a connection to its target both ways, passes a
+// half-close on so the reply still comes back, and ends when told to.
+func TestServeForwarder(t *testing.T) {
+	svc, err := startLocalServices()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer svc.close()
+	target := svc.tcp[svcDiscard]
+	ctx, cancel := context.WithCancel(context.Background())
+	r, w := io.Pipe()
+	done := make(chan error, 1)
+	go func() { done <- ServeForwarder(ctx, []string{target}, w) }()
+	line, err := bufio.NewReader(r).ReadString('\n')
+	if err != nil {
+		t.Fatal(err)
+	}
+	addrs, err := parseForwardingLine(strings.TrimSpace(line))
+	if err != nil || addrs[target] == "" {
+		t.Fatalf("forwarder line %q: %v", line, err)
+	}
+	c, err := net.Dial("tcp", addrs[target])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Write(make([]byte, 100_000))
+	c.(*net.TCPConn).CloseWrite()
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	reply, err := io.ReadAll(c)
+	if err != nil || len(reply) != 8 || binary.BigEndian.Uint64(reply) != 100_000 {
+		t.Errorf("the discard service, through the forwarder, answered %x, %v; want the byte count 100000", reply, err)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("ServeForwarder: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("ServeForwarder did not end when its context did")
+	}
+	if err := ServeForwarder(context.Background(), nil, io.Discard); err == nil {
+		t.Error("a forwarder with nothing to forward to started")
 	}
 }

@@ -20,7 +20,7 @@ type Report struct {
 	Concurrency int        `json:"concurrency"`
 	OpenConns   int        `json:"open_connections"`
 	Relay       string     `json:"relay"`        // "local", or the remote relay's HOST:PORT
-	Modes       []string   `json:"modes"`        // the relayed columns: each mode, with its GOMAXPROCS unless Go's default
+	Modes       []string   `json:"modes"`        // the relayed columns: each mode, with its GOMAXPROCS unless Go's default; "forwarders" last with --forwarders
 	LoadAverage [2]float64 `json:"load_average"` // one-minute load average at the start and the end
 	Rows        []Row      `json:"rows"`
 	Notes       []string   `json:"notes,omitempty"`
@@ -55,6 +55,9 @@ func newReport(cfg Config, ws []workload) *Report {
 	r.LoadAverage[0] = loadAverage()
 	for _, v := range cfg.variants() {
 		r.Modes = append(r.Modes, v.name)
+	}
+	if cfg.Forwarders {
+		r.Modes = append(r.Modes, forwardersPath)
 	}
 	return r
 }
@@ -171,6 +174,10 @@ func (r *Report) WriteTable(w io.Writer) error {
 
 	head := []string{"workload", "metric", "direct"}
 	for _, m := range r.Modes {
+		if m == forwardersPath {
+			head = append(head, "via 2 forwarders", "ratio")
+			continue
+		}
 		head = append(head, "via relay ("+m+")", "ratio")
 	}
 	cells := [][]string{head}

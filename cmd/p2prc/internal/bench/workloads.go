@@ -97,8 +97,8 @@ func selectWorkloads(names []string) ([]workload, error) {
 type path struct {
 	name  string             // "direct", or the mode's name
 	addrs map[service]string // where each service is reached this way
-	relay *child             // nil when direct or for a remote relay
-	node  *child             // nil when direct
+	relay *child             // nil when direct or for a remote relay; the first forwarder
+	node  *child             // nil when direct; the second forwarder
 	idle  map[string]usage   // each process's usage once ready, by role
 }
 
@@ -109,6 +109,18 @@ type namedProc struct {
 }
 
 func (p *path) direct() bool { return p.node == nil }
+
+// readIdle notes each process's usage once the path is ready.
+func (p *path) readIdle() error {
+	for _, np := range p.processes() {
+		u, err := readUsage(np.c.pid())
+		if err != nil {
+			return fmt.Errorf("reading the %s's usage: %w", np.role, err)
+		}
+		p.idle[np.role] = u
+	}
+	return nil
+}
 
 // processes returns the relay and node processes of p that run here.
 func (p *path) processes() []namedProc {
