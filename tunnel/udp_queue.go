@@ -42,11 +42,42 @@ const (
 	// evictLook bounds how many flows one new visitor looks at when its
 	// mapping is at the cap, so a flood costs a bounded effort per datagram.
 	evictLook = 16
-
-	// keepBufCap is the largest queue buffer kept across a quiet spell;
-	// larger ones, grown by a burst, go back to the garbage collector.
-	keepBufCap = 64 << 10
 )
+
+// Queue buffers come from pools, one per size, shared by every link: a
+// batch that outgrows its buffer moves to the next size up, and a written
+// batch's buffer goes back to its pool. A link at 1 Gbit/s swings between
+// batches of a few datagrams and of hundreds; growing a fresh slice each
+// time (as append does) cost the relay a fifth of its CPU in copies and
+// garbage collection (pprof, p2prc bench --workloads udp-1g). A quiet link
+// holds no buffer; the pools hand theirs back to the collector over time.
+var queueBufSizes = [...]int{64 << 10, 256 << 10, 1 << 20, udpQueueBytes}
+
+var queueBufs [len(queueBufSizes)]sync.Pool
+
+// getQueueBuf returns an empty buffer holding at least n bytes: pooled
+// when n fits the largest size (always, for queued frames).
+func getQueueBuf(n int) []byte {
+	for i, size := range queueBufSizes {
+		if n <= size {
+			if b, ok := queueBufs[i].Get().(*[]byte); ok {
+				return (*b)[:0]
+			}
+			return make([]byte, 0, size)
+		}
+	}
+	return make([]byte, 0, n)
+}
+
+// putQueueBuf gives a buffer back to the pool of its size.
+func putQueueBuf(b []byte) {
+	for i, size := range queueBufSizes {
+		if cap(b) == size {
+			queueBufs[i].Put(&b)
+			return
+		}
+	}
+}
 
 // udpQueue holds the encoded frames waiting for one UDP link's writer. It is
 // bounded in bytes: a frame that does not fit is dropped and counted, never
@@ -55,11 +86,10 @@ const (
 // writes it with one stream write: under load, datagrams batch by themselves.
 type udpQueue struct {
 	mu      sync.Mutex
-	pending []byte
-	spare   []byte
-	since   int64 // when pending last went from empty to not, unix ns
-	closed  bool  // no more frames; the writer ends once pending is written
-	aborted bool  // the writer ends now; pending is discarded
+	pending []byte // from getQueueBuf, or nil
+	since   int64  // when pending last went from empty to not, unix ns
+	closed  bool   // no more frames; the writer ends once pending is written
+	aborted bool   // the writer ends now; pending is discarded
 
 	wake    chan struct{} // one token: pending went from empty to not
 	dropped atomic.Uint64 // frames refused because the queue was full
@@ -98,6 +128,11 @@ func (q *udpQueue) putAt(t mux.DatagramType, flow uint32, payload []byte, now in
 	if first {
 		q.since = cmp.Or(now, time.Now().UnixNano())
 	}
+	if need := len(q.pending) + mux.DatagramHeaderSize + len(payload); need > cap(q.pending) {
+		b := append(getQueueBuf(need), q.pending...)
+		putQueueBuf(q.pending)
+		q.pending = b
+	}
 	q.pending, _ = mux.AppendDatagram(q.pending, t, flow, payload) // payloads come from sockets: ≤ 65,535
 	q.mu.Unlock()
 	if first {
@@ -125,13 +160,14 @@ func (q *udpQueue) close() {
 func (q *udpQueue) abort() {
 	q.mu.Lock()
 	q.closed, q.aborted = true, true
-	q.pending, q.spare = nil, nil
+	putQueueBuf(q.pending)
+	q.pending = nil
 	q.mu.Unlock()
 	q.signal()
 }
 
-// take waits for queued frames and returns all of them; ok is false when the
-// writer should end.
+// take waits for queued frames and returns all of them, in a buffer the
+// writer hands back with recycle; ok is false when the writer should end.
 func (q *udpQueue) take() (b []byte, ok bool) {
 	for {
 		q.mu.Lock()
@@ -140,7 +176,7 @@ func (q *udpQueue) take() (b []byte, ok bool) {
 			return nil, false
 		}
 		if len(q.pending) > 0 {
-			b, q.pending, q.spare = q.pending, q.spare[:0], nil
+			b, q.pending = q.pending, nil
 			q.mu.Unlock()
 			return b, true
 		}
@@ -153,18 +189,8 @@ func (q *udpQueue) take() (b []byte, ok bool) {
 	}
 }
 
-// recycle gives a written batch's buffer back as the next spare. A buffer a
-// burst grew is let go once batches are small again.
-func (q *udpQueue) recycle(b []byte) {
-	if cap(b) > keepBufCap && len(b) < keepBufCap/4 {
-		return
-	}
-	q.mu.Lock()
-	if !q.aborted {
-		q.spare = b[:0]
-	}
-	q.mu.Unlock()
-}
+// recycle gives a written batch's buffer back.
+func (q *udpQueue) recycle(b []byte) { putQueueBuf(b) }
 
 // writeTo writes queued frames to w until the queue ends or a write fails.
 func (q *udpQueue) writeTo(w io.Writer) error {
