@@ -149,16 +149,49 @@ func Save(path string, v any, perm os.FileMode) error {
 // removed and the old file at path is left as it was; the one exception is
 // a failed directory sync, reported after the rename, when the new file is
 // in place but may not survive a power cut.
+//
+// A symbolic link at path is followed, as a plain write would follow it:
+// the file it points to is replaced and the link stays (an operator may
+// keep P2PRC's IP table elsewhere and link it into the state dir).
 func WriteFile(path string, data []byte, perm os.FileMode) error {
-	dir, base := filepath.Split(path)
+	target, err := followLinks(path)
+	if err != nil {
+		return fmt.Errorf("save %s: %w", path, err)
+	}
+	dir, base := filepath.Split(target)
 	if dir == "" {
 		dir = "."
 	}
-	if err := writeTemp(dir, base, data, perm, path); err != nil {
+	if err := writeTemp(dir, base, data, perm, target); err != nil {
 		return fmt.Errorf("save %s: %w", path, err)
 	}
 	removeStaleTemps(dir, base, time.Now())
 	return nil
+}
+
+// maxLinks bounds the symbolic links followLinks follows, as the kernel's
+// own limit (40) bounds a path's.
+const maxLinks = 40
+
+// followLinks returns the path a chain of symbolic links at path ends at,
+// which need not exist yet (a dangling link names the file to create), or
+// path itself when it is no link.
+func followLinks(path string) (string, error) {
+	for range maxLinks {
+		fi, err := os.Lstat(path)
+		if err != nil || fi.Mode()&os.ModeSymlink == 0 {
+			return path, nil
+		}
+		to, err := os.Readlink(path)
+		if err != nil {
+			return "", err
+		}
+		if !filepath.IsAbs(to) {
+			to = filepath.Join(filepath.Dir(path), to)
+		}
+		path = to
+	}
+	return "", fmt.Errorf("more than %d symbolic links in a row; is there a loop?", maxLinks)
 }
 
 // staleTempAge is how old a temporary file must be before a later save

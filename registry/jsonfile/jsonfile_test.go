@@ -249,3 +249,48 @@ func TestSaveRemovesStaleTemps(t *testing.T) {
 		t.Errorf("fresh temp file removed: %v", err)
 	}
 }
+
+// A state file that is a symbolic link (say P2PRC's IP table, kept
+// elsewhere and linked into the state dir) stays a link: the file it points
+// to gets the new contents. A dangling link names the file to create; a
+// loop of links is refused with the file left alone.
+func TestWriteFileFollowsLinks(t *testing.T) {
+	dir := t.TempDir()
+	elsewhere := filepath.Join(dir, "elsewhere")
+	if err := os.Mkdir(elsewhere, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	real := filepath.Join(elsewhere, "ip_table.json")
+	os.WriteFile(real, []byte("old\n"), 0o600)
+	link := filepath.Join(dir, "ip_table.json")
+	if err := os.Symlink("elsewhere/ip_table.json", link); err != nil {
+		t.Skipf("no symbolic links here: %v", err)
+	}
+	if err := jsonfile.WriteFile(link, []byte("new\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Lstat(link); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+		t.Errorf("the link was replaced by a file (%v)", err)
+	}
+	if got, _ := os.ReadFile(real); string(got) != "new\n" {
+		t.Errorf("the linked file holds %q, want the new contents", got)
+	}
+
+	dangling := filepath.Join(dir, "mappings.json")
+	os.Symlink(filepath.Join(elsewhere, "mappings.json"), dangling)
+	if err := jsonfile.WriteFile(dangling, []byte("{}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(filepath.Join(elsewhere, "mappings.json")); string(got) != "{}\n" {
+		t.Errorf("through a dangling link: %q, want the file created where it points", got)
+	}
+
+	loop := filepath.Join(dir, "loop.json")
+	os.Symlink("loop.json", loop)
+	if err := jsonfile.WriteFile(loop, []byte("x"), 0o600); err == nil || !strings.Contains(err.Error(), "loop") {
+		t.Errorf("a link to itself: %v, want an error naming a loop", err)
+	}
+	if fi, err := os.Lstat(loop); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+		t.Errorf("the looping link was replaced (%v)", err)
+	}
+}
