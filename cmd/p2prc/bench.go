@@ -23,7 +23,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	openConns := fs.Int("open-conns", 1000, "connections the memory workload holds open")
 	gomaxprocs := fs.IntSlice("gomaxprocs", nil, "GOMAXPROCS of the relay and node processes, 0 for Go's default; several (0,1) measure each, side by side")
 	profile := fs.String("cpuprofile-dir", "", "write a CPU profile of each relay and node process to this folder")
-	forwarders := fs.Bool("forwarders", false, "also measure through two plain TCP forwarders in a row: about the best any relay made of two processes can do on this machine")
+	forwarders := fs.Bool("forwarders", false, "also measure through two plain TCP forwarders in a row, a yardstick for what two more processes in the path cost on this machine")
 	serveServices := fs.Bool("serve-services", false, "run only the bench's TCP services (the bench starts itself so)")
 	serveForwarder := fs.StringSlice("serve-forwarder", nil, "run only a forwarder to these HOST:PORTs (the bench starts itself so)")
 	fs.MarkHidden("serve-services")

@@ -146,23 +146,24 @@ func TestBenchThroughOwnRelay(t *testing.T) {
 	waitGone(t, tmp, 5*time.Second)
 }
 
-// Interrupted or killed, the bench takes its relay and node with it.
+// Interrupted or killed, the bench takes its relay, node, services and
+// forwarders with it.
 func TestBenchStopsItsProcesses(t *testing.T) {
 	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGKILL} {
 		t.Run(sig.String(), func(t *testing.T) {
 			tmp := t.TempDir()
-			b := start(t, []string{"TMPDIR=" + tmp}, "bench", "--duration", "30s", "--workloads", "rr", "--concurrency", "2")
+			b := start(t, []string{"TMPDIR=" + tmp}, "bench", "--duration", "30s", "--workloads", "rr", "--concurrency", "2", "--forwarders")
 			b.stderr.waitFor(t, regexp.MustCompile(`\[1/\d+\]`), time.Minute) // relay and node are up
 			roles := map[string]bool{}
 			for _, pid := range processesUnder(t, tmp) {
-				for _, role := range []string{"relay", "node", "--serve-services"} {
+				for _, role := range []string{"relay", "node", "--serve-services", "--serve-forwarder"} {
 					if strings.Contains(commandLine(pid), " "+role+" ") {
 						roles[role] = true
 					}
 				}
 			}
-			if len(roles) < 3 {
-				t.Fatalf("found processes %v, want the relay's, the node's and the services'", roles)
+			if len(roles) < 4 {
+				t.Fatalf("found processes %v, want the relay's, the node's, the services' and the forwarders'", roles)
 			}
 			b.cmd.Process.Signal(sig)
 			err := b.wait(t, 20*time.Second)
@@ -191,4 +192,28 @@ func TestBenchRefusesBadFlags(t *testing.T) {
 			t.Errorf("bench %q: %v, want an error mentioning %q", tt.args, err, tt.want)
 		}
 	}
+}
+
+// When the services process dies during a run, the bench says so, with
+// that process's last words, rather than reporting a reset connection.
+func TestBenchNamesADeadServicesProcess(t *testing.T) {
+	tmp := t.TempDir()
+	b := start(t, []string{"TMPDIR=" + tmp}, "bench", "--duration", "30s", "--workloads", "rr", "--concurrency", "2", "--modes", "plain")
+	b.stderr.waitFor(t, regexp.MustCompile(`\[1/\d+\]`), time.Minute)
+	killed := false
+	for _, pid := range processesUnder(t, tmp) {
+		if strings.Contains(commandLine(pid), " --serve-services ") {
+			if p, err := os.FindProcess(atoi(pid)); err == nil && p.Signal(syscall.SIGKILL) == nil {
+				killed = true
+			}
+		}
+	}
+	if !killed {
+		t.Fatal("found no services process to kill")
+	}
+	err := b.wait(t, time.Minute)
+	if err == nil || !strings.Contains(b.stderr.String(), "the services process exited") {
+		t.Errorf("the bench exited with %v and said:\n%s", err, b.stderr.String())
+	}
+	waitGone(t, tmp, 10*time.Second)
 }

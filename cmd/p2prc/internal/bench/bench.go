@@ -7,9 +7,11 @@
 // the load generators and the UDP counter in the bench's. The relay and
 // node are separate processes too — the same binary, started again with
 // the relay and node subcommands and temporary state dirs — so the CPU
-// time and memory read from /proc are theirs alone. Each workload runs first against the service directly, then
-// through each mode's relay and node, one after the other, so every ratio
-// compares figures taken moments apart.
+// time and memory read from /proc are theirs alone. Each workload runs
+// first against the service directly, then through each mode's relay and
+// node, one after the other, so every ratio compares figures taken moments
+// apart. With Config.Forwarders it also runs through two plain forwarders
+// (see forward.go), a yardstick for the relay's figures.
 //
 // Against a remote relay (Config.Relay) the bench starts only a node, which
 // exposes the bench's services through that relay; the relay's own CPU and
@@ -320,10 +322,13 @@ func (b *bench) measure(ctx context.Context, w workload, p *path) (result, error
 		before[i], _ = readUsage(np.c.pid())
 	}
 	res, err := w.run(ctx, b, p)
-	for _, np := range procs {
-		if ok, exitErr := np.c.exited(); ok {
-			return result{}, np.c.failure(fmt.Sprintf("during the run (%v)", exitErr))
-		}
+	involved := procs
+	if b.svc.proc != nil {
+		involved = append(slices.Clone(procs), namedProc{"services", b.svc.proc})
+	}
+	if c := exitedChild(involved, err != nil); c != nil {
+		_, exitErr := c.exited()
+		return result{}, c.failure(fmt.Sprintf("during the run (%v)", exitErr))
 	}
 	if err != nil {
 		return result{}, err
@@ -348,6 +353,29 @@ func (b *bench) measure(ctx context.Context, w workload, p *path) (result, error
 		})
 	}
 	return res, nil
+}
+
+// exitGrace is how long a failed run waits to learn whether a process it
+// needed died: the run sees the reset connections a moment before the
+// process is reaped.
+const exitGrace = 500 * time.Millisecond
+
+// exitedChild returns the first of procs that has exited, or nil. When the
+// run failed it waits up to exitGrace for one to, so a user reads that a
+// process died, and its last words, rather than a connection reset.
+func exitedChild(procs []namedProc, failed bool) *child {
+	deadline := time.Now().Add(exitGrace)
+	for {
+		for _, np := range procs {
+			if ok, _ := np.c.exited(); ok {
+				return np.c
+			}
+		}
+		if !failed || time.Now().After(deadline) {
+			return nil
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 // startPath starts a variant's relay (unless it is remote) and node, and
@@ -378,7 +406,7 @@ func (b *bench) startForwarders(ctx context.Context) (*path, error) {
 	for _, addr := range b.svc.tcp {
 		targets = append(targets, addr)
 	}
-	second, secondAddrs, err := b.startForwarder(ctx, targets)
+	second, secondAddrs, err := b.startForwarder(ctx, "forwarder 2 (where the node stands)", targets)
 	if err != nil {
 		return nil, err
 	}
@@ -386,7 +414,7 @@ func (b *bench) startForwarders(ctx context.Context) (*path, error) {
 	for _, t := range targets {
 		hops = append(hops, secondAddrs[t])
 	}
-	first, firstAddrs, err := b.startForwarder(ctx, hops)
+	first, firstAddrs, err := b.startForwarder(ctx, "forwarder 1 (where the relay stands)", hops)
 	if err != nil {
 		return nil, err
 	}
@@ -401,8 +429,8 @@ func (b *bench) startForwarders(ctx context.Context) (*path, error) {
 
 // startForwarder starts a forwarder process to targets and returns it with
 // its listening address for each target.
-func (b *bench) startForwarder(ctx context.Context, targets []string) (*child, map[string]string, error) {
-	c, err := b.start("forwarder", []string{"bench", "--serve-forwarder", strings.Join(targets, ",")}, nil)
+func (b *bench) startForwarder(ctx context.Context, name string, targets []string) (*child, map[string]string, error) {
+	c, err := b.start(name, []string{"bench", "--serve-forwarder", strings.Join(targets, ",")}, nil)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -433,7 +461,7 @@ func (b *bench) startServices(ctx context.Context) (*services, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &services{tcp: tcp, udp: u}, nil
+	return &services{tcp: tcp, udp: u, proc: c}, nil
 }
 
 // childEnv is the environment of a relay or node process.

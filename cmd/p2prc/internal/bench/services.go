@@ -53,7 +53,8 @@ const ioTimeout = 30 * time.Second
 type services struct {
 	tcp  map[service]string // each TCP service's address
 	udp  *udpSink
-	stop func() // ends the TCP services
+	proc *child // the TCP services' process; nil when they run here
+	stop func() // ends the TCP services when they run here
 }
 
 // addrs returns each service's address.
