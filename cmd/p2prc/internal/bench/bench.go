@@ -430,30 +430,17 @@ func (b *bench) startForwarders(ctx context.Context) (*path, error) {
 // startForwarder starts a forwarder process to targets and returns it with
 // its listening address for each target.
 func (b *bench) startForwarder(ctx context.Context, name string, targets []string) (*child, map[string]string, error) {
-	c, err := b.start(name, []string{"bench", "--serve-forwarder", strings.Join(targets, ",")}, nil)
-	if err != nil {
-		return nil, nil, err
-	}
-	line, err := c.waitLine(ctx, c.stdout, func(l string) bool { return strings.HasPrefix(l, forwardingLine) }, readyTimeout, "say where it listens")
-	if err != nil {
-		return nil, nil, err
-	}
-	addrs, err := parseForwardingLine(line)
-	return c, addrs, err
+	return b.startHelper(ctx, name, "bench", "--serve-forwarder", strings.Join(targets, ","))
 }
 
 // startServices starts the TCP services in a process of their own and
 // the UDP sink here.
 func (b *bench) startServices(ctx context.Context) (*services, error) {
-	c, err := b.start("services", []string{"bench", "--serve-services"}, nil)
+	c, named, err := b.startHelper(ctx, "services", "bench", "--serve-services")
 	if err != nil {
 		return nil, err
 	}
-	line, err := c.waitLine(ctx, c.stdout, func(l string) bool { return strings.HasPrefix(l, servicesLine) }, readyTimeout, "say where its services listen")
-	if err != nil {
-		return nil, err
-	}
-	tcp, err := parseServicesLine(line)
+	tcp, err := servicesNamed(named)
 	if err != nil {
 		return nil, err
 	}
@@ -462,6 +449,24 @@ func (b *bench) startServices(ctx context.Context) (*services, error) {
 		return nil, err
 	}
 	return &services{tcp: tcp, udp: u, proc: c}, nil
+}
+
+// startHelper starts a helper process (services, a forwarder) and waits
+// for it to announce where it listens.
+func (b *bench) startHelper(ctx context.Context, name string, args ...string) (*child, map[string]string, error) {
+	c, err := b.start(name, args, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	line, err := c.waitLine(ctx, c.stdout, func(l string) bool { return strings.HasPrefix(l, listeningLine) }, readyTimeout, "say where it listens")
+	if err != nil {
+		return nil, nil, err
+	}
+	m, err := parseListening(line)
+	if err != nil {
+		return nil, nil, fmt.Errorf("the %s process: %w", name, err)
+	}
+	return c, m, nil
 }
 
 // childEnv is the environment of a relay or node process.

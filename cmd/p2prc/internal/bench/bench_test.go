@@ -220,18 +220,40 @@ func TestLinesWaitAndTail(t *testing.T) {
 	}
 }
 
-// The services process says where its services listen, serves them, and
-// ends when told to.
-func TestServeServices(t *testing.T) {
+// runHelper runs serve as a helper process would, returns what it
+// announced, and at the test's end stops it and checks it ended cleanly.
+func runHelper(t *testing.T, serve func(context.Context, io.Writer) error) map[string]string {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	r, w := io.Pipe()
 	done := make(chan error, 1)
-	go func() { done <- ServeServices(ctx, w) }()
+	go func() { done <- serve(ctx, w) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("the helper ended with %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Error("the helper did not end when its context did")
+		}
+	})
 	line, err := bufio.NewReader(r).ReadString('\n')
 	if err != nil {
 		t.Fatal(err)
 	}
-	addrs, err := parseServicesLine(strings.TrimSpace(line))
+	m, err := parseListening(strings.TrimSpace(line))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// The services process says where its services listen, serves them, and
+// ends when told to.
+func TestServeServices(t *testing.T) {
+	addrs, err := servicesNamed(runHelper(t, ServeServices))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -246,16 +268,7 @@ func TestServeServices(t *testing.T) {
 	if _, err := io.ReadFull(c, got); err != nil || string(got) != string(msg) {
 		t.Errorf("the echo service answered %q, %v", got, err)
 	}
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("ServeServices: %v", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("ServeServices did not end when its context did")
-	}
-	if _, err := parseServicesLine(`services {"echo":"127.0.0.1:1"}`); err == nil || !strings.Contains(err.Error(), "discard") {
+	if _, err := servicesNamed(map[string]string{"echo": "127.0.0.1:1"}); err == nil || !strings.Contains(err.Error(), "discard") {
 		t.Errorf("a line without every service: %v", err)
 	}
 }
@@ -269,17 +282,9 @@ func TestServeForwarder(t *testing.T) {
 	}
 	defer svc.close()
 	target := svc.tcp[svcDiscard]
-	ctx, cancel := context.WithCancel(context.Background())
-	r, w := io.Pipe()
-	done := make(chan error, 1)
-	go func() { done <- ServeForwarder(ctx, []string{target}, w) }()
-	line, err := bufio.NewReader(r).ReadString('\n')
-	if err != nil {
-		t.Fatal(err)
-	}
-	addrs, err := parseForwardingLine(strings.TrimSpace(line))
-	if err != nil || addrs[target] == "" {
-		t.Fatalf("forwarder line %q: %v", line, err)
+	addrs := runHelper(t, func(ctx context.Context, w io.Writer) error { return ServeForwarder(ctx, []string{target}, w) })
+	if addrs[target] == "" {
+		t.Fatalf("the forwarder announced %v, no address for %s", addrs, target)
 	}
 	c, err := net.Dial("tcp", addrs[target])
 	if err != nil {
@@ -292,15 +297,6 @@ func TestServeForwarder(t *testing.T) {
 	reply, err := io.ReadAll(c)
 	if err != nil || len(reply) != 8 || binary.BigEndian.Uint64(reply) != 100_000 {
 		t.Errorf("the discard service, through the forwarder, answered %x, %v; want the byte count 100000", reply, err)
-	}
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("ServeForwarder: %v", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("ServeForwarder did not end when its context did")
 	}
 	if err := ServeForwarder(context.Background(), nil, io.Discard); err == nil {
 		t.Error("a forwarder with nothing to forward to started")

@@ -2,12 +2,10 @@ package bench
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
-	"strings"
 )
 
 // The forwarders path (--forwarders) is a yardstick, not a product: two
@@ -25,14 +23,10 @@ import (
 // forwardersPath names the path in the report.
 const forwardersPath = "forwarders"
 
-// forwardingLine starts the line a forwarder prints on stdout when it is
-// ready: the prefix, then JSON mapping each target to its listening address.
-const forwardingLine = "forwarding "
-
 // ServeForwarder listens on a loopback port for each target and copies
 // every connection to it both ways, until ctx ends: the process the bench
-// starts with `p2prc bench --serve-forwarder TARGET,...`. It prints where
-// it listens on w, as one line, when ready.
+// starts with `p2prc bench --serve-forwarder TARGET,...`. When ready it
+// announces on w where it listens for each target (see announce).
 func ServeForwarder(ctx context.Context, targets []string, w io.Writer) error {
 	if len(targets) == 0 {
 		return errors.New("--serve-forwarder needs at least one HOST:PORT to forward to")
@@ -56,24 +50,7 @@ func ServeForwarder(ctx context.Context, targets []string, w io.Writer) error {
 		running = append(running, fwd)
 		listening[t] = fwd.ln.Addr().String()
 	}
-	js, err := json.Marshal(listening)
-	if err != nil {
-		return err
-	}
-	if _, err := fmt.Fprintf(w, "%s%s\n", forwardingLine, js); err != nil {
-		return err
-	}
-	<-ctx.Done()
-	return nil
-}
-
-// parseForwardingLine reads a forwarder's line: where it listens, by target.
-func parseForwardingLine(line string) (map[string]string, error) {
-	var m map[string]string
-	if err := json.Unmarshal([]byte(strings.TrimPrefix(line, forwardingLine)), &m); err != nil {
-		return nil, fmt.Errorf("a forwarder said %q: %w", line, err)
-	}
-	return m, nil
+	return announce(ctx, w, listening)
 }
 
 // forward joins c to a new connection to the target, passing each side's

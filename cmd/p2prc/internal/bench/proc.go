@@ -148,6 +148,34 @@ func (c *child) logRecord(ctx context.Context, msg string, d time.Duration) (map
 	return rec, err
 }
 
+// A helper process the bench starts (services, a forwarder) says it is
+// ready with one line on stdout: listeningLine, then a JSON object naming
+// the addresses it listens on.
+const listeningLine = "listening "
+
+// announce writes that line for m on w, then waits for ctx to end: the
+// helper serves until the bench stops it.
+func announce(ctx context.Context, w io.Writer, m map[string]string) error {
+	js, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	if _, err := fmt.Fprintf(w, "%s%s\n", listeningLine, js); err != nil {
+		return err
+	}
+	<-ctx.Done()
+	return nil
+}
+
+// parseListening reads what a helper's line announced.
+func parseListening(line string) (map[string]string, error) {
+	var m map[string]string
+	if err := json.Unmarshal([]byte(strings.TrimPrefix(line, listeningLine)), &m); err != nil {
+		return nil, fmt.Errorf("it said %q: %w", line, err)
+	}
+	return m, nil
+}
+
 // lines collects a child's output as lines, keeping at most maxLines.
 type lines struct {
 	mu      sync.Mutex

@@ -3,13 +3,11 @@ package bench
 import (
 	"context"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"maps"
 	"net"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -87,13 +85,9 @@ func startLocalServices() (*services, error) {
 	return &services{tcp: t.addrs(), udp: u, stop: t.close}, nil
 }
 
-// servicesLine starts the line a services process prints on stdout when
-// it is ready: the prefix, then each service's address as JSON.
-const servicesLine = "services "
-
 // ServeServices runs the bench's TCP services until ctx ends: the process
-// the bench starts with `p2prc bench --serve-services`. It prints their
-// addresses on w, as one line, when they are ready.
+// the bench starts with `p2prc bench --serve-services`. It announces their
+// addresses on w when they are ready (see announce).
 func ServeServices(ctx context.Context, w io.Writer) error {
 	t, err := startTCPServices()
 	if err != nil {
@@ -104,28 +98,17 @@ func ServeServices(ctx context.Context, w io.Writer) error {
 	for svc, addr := range t.addrs() {
 		named[svc.String()] = addr
 	}
-	js, err := json.Marshal(named)
-	if err != nil {
-		return err
-	}
-	if _, err := fmt.Fprintf(w, "%s%s\n", servicesLine, js); err != nil {
-		return err
-	}
-	<-ctx.Done()
-	return nil
+	return announce(ctx, w, named)
 }
 
-// parseServicesLine reads the addresses from a services process's line.
-func parseServicesLine(line string) (map[service]string, error) {
-	var named map[string]string
-	if err := json.Unmarshal([]byte(strings.TrimPrefix(line, servicesLine)), &named); err != nil {
-		return nil, fmt.Errorf("the services process said %q: %w", line, err)
-	}
+// servicesNamed reads the TCP services' addresses out of what a services
+// process announced.
+func servicesNamed(named map[string]string) (map[service]string, error) {
 	m := make(map[service]string)
 	for _, svc := range []service{svcDiscard, svcEcho, svcOneShot} {
 		addr, ok := named[svc.String()]
 		if !ok {
-			return nil, fmt.Errorf("the services process gave no address for %s: %q", svc, line)
+			return nil, fmt.Errorf("the services process gave no address for %s: %v", svc, named)
 		}
 		m[svc] = addr
 	}
