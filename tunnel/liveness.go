@@ -24,3 +24,13 @@ func watchPeer(done <-chan struct{}, wire *mux.Wire, timeout time.Duration, dead
 		}
 	}
 }
+
+// silentPeer reports whether the peer behind wire had gone silent for most
+// of timeout when its session ended, and for how long. A session can end
+// on a failed read or write a moment before the watchdog fires (the
+// kernel's TCP_USER_TIMEOUT is the same timeout); the silence is then the
+// cause worth telling, not the failed call.
+func silentPeer(wire *mux.Wire, timeout time.Duration) (time.Duration, bool) {
+	silent := wire.SilentFor(time.Now())
+	return silent, silent >= timeout*9/10
+}

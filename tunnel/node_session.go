@@ -106,6 +106,9 @@ func (s *nodeSession) run(ctx context.Context) error {
 	if s.cause != nil {
 		return s.cause
 	}
+	if silent, ok := silentPeer(s.wire, s.n.cfg.PeerTimeout); ok && err != nil {
+		return fmt.Errorf("the relay sent nothing for %v (%w)", silent.Round(time.Second), err)
+	}
 	return err
 }
 

@@ -65,7 +65,11 @@ func (s *relaySession) run(ctx context.Context) string {
 	})
 	err := s.serveControl()
 	stop()
-	s.close("", describeEnd(err))
+	reason := describeEnd(err)
+	if silent, ok := silentPeer(s.wire, s.r.cfg.PeerTimeout); ok {
+		reason = fmt.Sprintf("the node sent nothing for %v", silent.Round(time.Second))
+	}
+	s.close("", reason)
 	s.tasks.closeAndWait()
 	return s.reason
 }
