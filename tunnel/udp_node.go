@@ -41,13 +41,14 @@ type nodeUDPTable struct {
 
 // nodeLink is one UDP link from the relay.
 type nodeLink struct {
-	s     *nodeSession
-	st    *yamux.Stream
-	local *net.UDPAddr
-	table *nodeUDPTable
-	q     *udpQueue
-	w     udpWriter      // the frame reader's, for runs of datagrams
-	wg    sync.WaitGroup // flow readers
+	s       *nodeSession
+	st      *yamux.Stream
+	local   *net.UDPAddr
+	table   *nodeUDPTable
+	q       *udpQueue
+	traffic *Traffic       // the mapping's counts
+	w       udpWriter      // the frame reader's, for runs of datagrams
+	wg      sync.WaitGroup // flow readers
 
 	mu    sync.Mutex
 	flows map[uint32]*nodeFlow
@@ -104,7 +105,8 @@ func (s *nodeSession) serveUDP(st *yamux.Stream, port int) {
 		st.Close()
 		return
 	}
-	l := &nodeLink{s: s, st: st, local: local, table: s.udpTable(port), q: newUDPQueue(), flows: make(map[uint32]*nodeFlow)}
+	l := &nodeLink{s: s, st: st, local: local, table: s.udpTable(port), q: newUDPQueue(),
+		traffic: s.n.traffic.of(portKey{"udp", port}), flows: make(map[uint32]*nodeFlow)}
 	l.run()
 }
 
@@ -176,6 +178,9 @@ func (l *nodeLink) readFrames() {
 			if failed := l.w.write(f.conn, run); failed > 0 {
 				l.localErrs.Add(uint64(failed)) // the service is down or full: the visitor hears nothing
 			}
+			for _, p := range run {
+				l.traffic.AddIn(len(p))
+			}
 		case mux.DatagramOpen:
 			l.open(g.Flow, g.Payload)
 		case mux.DatagramClose:
@@ -230,6 +235,7 @@ func (l *nodeLink) open(id uint32, payload []byte) {
 	l.flows[id] = f
 	l.wg.Add(1)
 	l.s.n.udpFlows.Add(1)
+	l.traffic.FlowOpened()
 	l.mu.Unlock()
 	go func() {
 		defer l.wg.Done()
@@ -284,6 +290,7 @@ func (l *nodeLink) end(f *nodeFlow, tell bool) {
 	l.forget(f)
 	f.conn.Close()
 	l.s.n.udpFlows.Add(-1)
+	l.traffic.FlowClosed()
 	if tell {
 		l.q.put(mux.DatagramClose, f.id, nil)
 	}
@@ -305,7 +312,9 @@ func (l *nodeLink) readReplies(f *nodeFlow) {
 		switch {
 		case err == nil:
 			f.touch(now.UnixNano())
-			l.q.putData(f.id, (*buf)[:n], now.UnixNano()) // a full or stuck queue drops and counts
+			if l.q.putData(f.id, (*buf)[:n], now.UnixNano()) { // a full or stuck queue drops and counts
+				l.traffic.AddOut(n)
+			}
 			udpBufs.Put(buf)
 		case errors.Is(err, os.ErrDeadlineExceeded):
 			quiet := f.quietFor(now.UnixNano())

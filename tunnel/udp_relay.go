@@ -45,10 +45,11 @@ type udpDrops struct {
 
 // udpPort is a bound public UDP port and its flows.
 type udpPort struct {
-	r    *Relay
-	pp   *publicPort
-	conn *net.UDPConn
-	idle time.Duration
+	r       *Relay
+	pp      *publicPort
+	conn    *net.UDPConn
+	idle    time.Duration
+	traffic *Traffic // the mapping's counts
 
 	mu     sync.Mutex
 	flows  map[netip.AddrPort]*relayFlow
@@ -72,7 +73,7 @@ type relayFlow struct {
 
 func newUDPPort(r *Relay, pp *publicPort, conn *net.UDPConn) *udpPort {
 	setUDPBuffers(conn, udpPortBufSize)
-	return &udpPort{r: r, pp: pp, conn: conn, idle: r.cfg.UDPIdle, flows: make(map[netip.AddrPort]*relayFlow)}
+	return &udpPort{r: r, pp: pp, conn: conn, idle: r.cfg.UDPIdle, traffic: r.traffic.of(pp.key), flows: make(map[netip.AddrPort]*relayFlow)}
 }
 
 // serve reads visitors' datagrams until the port is closed.
@@ -135,7 +136,9 @@ func (p *udpPort) forward(rd *udpReader, n int, now int64) {
 		f.touch(now)
 		if !f.link.q.putData(f.id, data, now) {
 			p.drops.tunnelFull.Add(1)
+			continue
 		}
+		p.traffic.AddIn(len(data))
 	}
 }
 
@@ -168,6 +171,7 @@ func (p *udpPort) newFlow(s *relaySession, from netip.AddrPort, now int64) *rela
 	f.elem = p.order.push(f)
 	p.flows[from] = f
 	l.flows[f.id] = f
+	p.traffic.FlowOpened()
 	return f
 }
 
@@ -215,6 +219,7 @@ func (p *udpPort) forget(f *relayFlow) {
 	if f.elem != nil {
 		p.order.remove(f.elem)
 		f.elem = nil
+		p.traffic.FlowClosed()
 	}
 	delete(f.link.flows, f.id)
 }

@@ -103,6 +103,7 @@ func (l *relayLink) readReplies(st *yamux.Stream) {
 				if f := l.flows[g.Flow]; f != nil {
 					f.touch(now)
 					payloads, to = append(payloads, g.Payload), append(to, f.visitor)
+					l.p.traffic.AddOut(len(g.Payload))
 				}
 				if t, _, ok := d.Peek(); !ok || t != mux.DatagramData || len(payloads) == maxRun {
 					break

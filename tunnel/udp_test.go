@@ -500,3 +500,37 @@ func udpPortHeld(port int) bool {
 	c.Close()
 	return false
 }
+
+// A UDP mapping's traffic shows in Status at both ends, as a TCP one's
+// does: the bytes each way while they flow, and the live flows.
+func TestUDPTrafficCounted(t *testing.T) {
+	leakCheck(t)
+	echo := startUDPEcho(t)
+	r := startRelay(t, relayOpts{UDPIdle: 300 * time.Millisecond})
+	cfg := nodeConfig(r, []Expose{udpExpose(echo)})
+	cfg.UDPIdle = time.Minute
+	n := runNode(t, cfg)
+	port := portOf(t, n.nextReady(t, 5*time.Second).Mappings, "UDP", echo)
+	c := udpVisitor(t, port)
+	for range 3 {
+		if _, err := roundTrip(c, payload(7, 1000)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := TrafficStats{BytesIn: 3000, BytesOut: 3000, Flows: 1}
+	var gotR, gotN TrafficStats
+	if !eventually(5*time.Second, func() bool {
+		gotR, gotN = trafficOf(t, r.Relay.Status(), port), trafficOf(t, n.Node.Status(), port)
+		return gotR == want && gotN == want
+	}) {
+		t.Fatalf("UDP traffic: relay %+v, node %+v; want %+v at both", gotR, gotN, want)
+	}
+	// The relay's idle timer ends the flow at both ends.
+	want.Flows = 0
+	if !eventually(5*time.Second, func() bool {
+		gotR, gotN = trafficOf(t, r.Relay.Status(), port), trafficOf(t, n.Node.Status(), port)
+		return gotR == want && gotN == want
+	}) {
+		t.Fatalf("after the flow expired: relay %+v, node %+v; want %+v at both", gotR, gotN, want)
+	}
+}
