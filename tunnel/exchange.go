@@ -93,11 +93,7 @@ func (n *Node) relayedEntry(publicHost string, ms []registry.Mapping) (iptable.E
 	if port == 0 {
 		return iptable.Entry{}, false
 	}
-	name := n.cfg.Name
-	if name == "" {
-		name = "node-" + n.id[:8]
-	}
-	e := iptable.RelayedEntry(name, publicHost, port)
+	e := iptable.RelayedEntry(n.displayName(), publicHost, port)
 	if udp := granted("udp"); udp != 0 {
 		e.UDPServerPort = strconv.Itoa(udp)
 	}
@@ -175,40 +171,36 @@ func (o *ownEntry) get() *iptable.Entry {
 
 // merge takes in what a node learnt from its relay.
 func (n *Node) merge(x *mux.Exchange, log *slog.Logger) {
-	relays, entries := mergeExchange(n.cfg.Relays, n.cfg.IPTable, x)
-	if relays.err != nil {
-		log.Error("merging relays learnt from the relay", "file", n.cfg.Relays.Path(), "err", relays.err)
-	}
-	if entries.err != nil {
-		log.Error("merging the relay's IP table", "file", n.cfg.IPTable.Path(), "err", entries.err)
-	}
-	if relays.added > 0 || entries.added > 0 {
-		log.Info("learnt from the relay", "relays", relays.added, "ip_table_entries", entries.added)
-	}
+	mergeExchange(n.cfg.Relays, n.cfg.IPTable, x, log, "the relay")
 }
 
-type mergeResult struct {
-	added int
-	err   error
-}
-
-// mergeExchange merges x into the registry and the IP table, either of which
-// may be nil.
-func mergeExchange(relays *registry.Servers, table *iptable.File, x *mux.Exchange) (r, e mergeResult) {
+// mergeExchange merges x, learnt from peer ("the relay", "the node"), into
+// the registry and the IP table, either of which may be nil, and logs what
+// it learnt or why it could not.
+func mergeExchange(relays *registry.Servers, table *iptable.File, x *mux.Exchange, log *slog.Logger, peer string) {
+	var addedRelays, addedEntries int
 	if relays != nil && len(x.Relays) > 0 {
 		in := make([]registry.Server, 0, len(x.Relays))
 		for _, ri := range x.Relays {
 			in = append(in, registry.Server{Name: ri.Name, Address: ri.Address, Fingerprint: ri.Fingerprint})
 		}
-		r.added, r.err = relays.Merge(in)
+		var err error
+		if addedRelays, err = relays.Merge(in); err != nil {
+			log.Error("merging relays learnt from "+peer, "file", relays.Path(), "err", err)
+		}
 	}
 	if table != nil && len(x.IPTable) > 0 {
-		e.err = table.Update(func(t *iptable.Table) bool {
-			e.added = t.Merge(x.IPTable)
-			return e.added > 0
+		err := table.Update(func(t *iptable.Table) bool {
+			addedEntries = t.Merge(x.IPTable)
+			return addedEntries > 0
 		})
+		if err != nil {
+			log.Error("merging the IP table learnt from "+peer, "file", table.Path(), "err", err)
+		}
 	}
-	return r, e
+	if addedRelays > 0 || addedEntries > 0 {
+		log.Info("learnt from "+peer, "relays", addedRelays, "ip_table_entries", addedEntries)
+	}
 }
 
 // outgoingExchange is what a machine tells a peer: its relays, fastest first,
@@ -318,16 +310,7 @@ func (s *relaySession) answerExchange(x *mux.Exchange) {
 
 func (s *relaySession) mergeAndAnswer(x *mux.Exchange) {
 	r := s.r
-	relays, entries := mergeExchange(r.cfg.Relays, r.cfg.IPTable, x)
-	if relays.err != nil {
-		s.log.Error("merging relays a node told of", "err", relays.err)
-	}
-	if entries.err != nil {
-		s.log.Error("merging a node's IP table", "err", entries.err)
-	}
-	if relays.added > 0 || entries.added > 0 {
-		s.log.Info("learnt from the node", "relays", relays.added, "ip_table_entries", entries.added)
-	}
+	mergeExchange(r.cfg.Relays, r.cfg.IPTable, x, s.log, "the node")
 	var own *iptable.Entry
 	if r.cfg.IPTable != nil {
 		e := r.ownEntry()

@@ -51,10 +51,7 @@ func awaitPong(ctrl *mux.Conn, seq uint64) error {
 		case *mux.Error:
 			return m
 		case *mux.Close:
-			if m.Code.Fatal() {
-				return &mux.Error{Code: m.Code, Text: "the relay closed the session: " + m.Reason}
-			}
-			return fmt.Errorf("the relay closed the session: %s", m.Reason)
+			return closedByRelay(m)
 		}
 	}
 }

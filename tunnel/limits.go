@@ -161,6 +161,7 @@ type ticket struct {
 	verdict verdict
 	refusal *mux.Error // why, for refuseWithWords
 	limit   string     // which limit refused it
+	max     int        // that limit's configured value, for the log
 	pending bool
 }
 
@@ -170,7 +171,7 @@ func (a *admission) admit(key netip.Prefix, now time.Time) *ticket {
 	defer a.mu.Unlock()
 	t := &ticket{a: a, key: key}
 	if a.pending >= a.limits.PendingHandshakes {
-		t.verdict, t.limit = drop, limitPendingHandshakes
+		t.verdict, t.limit, t.max = drop, limitPendingHandshakes, a.limits.PendingHandshakes
 		return t
 	}
 	s := a.sources[key]
@@ -183,12 +184,12 @@ func (a *admission) admit(key netip.Prefix, now time.Time) *ticket {
 	}
 	switch {
 	case s.conns >= a.limits.SessionsPerAddress:
-		t.limit = limitSessionsPerAddress
+		t.limit, t.max = limitSessionsPerAddress, a.limits.SessionsPerAddress
 		t.refusal = &mux.Error{Code: mux.CodeBusy, Text: fmt.Sprintf(
 			"this relay already has %d connections from your address, its limit (--max-sessions-per-address); try again later or ask its operator to raise the limit",
 			a.limits.SessionsPerAddress)}
 	case a.failLevel(s, now) > float64(a.limits.AuthFailuresPerMinute-1): // room for one more failure?
-		t.limit = limitAuthFailures
+		t.limit, t.max = limitAuthFailures, a.limits.AuthFailuresPerMinute
 		t.refusal = &mux.Error{Code: mux.CodeBusy, Text: fmt.Sprintf(
 			"too many failed authentications from your address (limit %d a minute, --max-auth-failures); check the node's token, then try again in a minute",
 			a.limits.AuthFailuresPerMinute)}

@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
-	"sync/atomic"
 	"time"
 
 	"github.com/p2prc/p2prc/iptable"
@@ -160,10 +159,9 @@ type Node struct {
 	log *slog.Logger
 	id  string
 
-	state    nodeState // what Status reports
-	traffic  trafficTable
-	own      ownEntry     // this node's entry in its IP table
-	udpFlows atomic.Int64 // open UDP flows, across sessions
+	state   nodeState // what Status reports
+	traffic trafficTable
+	own     ownEntry // this node's entry in its IP table
 }
 
 // NewNode checks cfg and returns a node ready to Run.

@@ -263,10 +263,7 @@ func (s *nodeSession) readControl() error {
 		case *mux.Exchange:
 			s.receiveExchange(m)
 		case *mux.Close:
-			if m.Code.Fatal() {
-				return &mux.Error{Code: m.Code, Text: "the relay closed the session: " + m.Reason}
-			}
-			return fmt.Errorf("the relay closed the session: %s", m.Reason)
+			return closedByRelay(m)
 		}
 	}
 }
@@ -374,6 +371,15 @@ func (s *nodeSession) serveStream(st *yamux.Stream) {
 	p.run()
 }
 
+// closedByRelay is the error a node's session ends with when the relay
+// closes it: a *mux.Error when the code says retrying cannot help.
+func closedByRelay(m *mux.Close) error {
+	if m.Code.Fatal() {
+		return &mux.Error{Code: m.Code, Text: "the relay closed the session: " + m.Reason}
+	}
+	return fmt.Errorf("the relay closed the session: %s", m.Reason)
+}
+
 // close ends the session, telling the relay why when there is a reason.
 // Only the first close or fail counts.
 func (s *nodeSession) close(code mux.ErrorCode, reason string) {
@@ -391,15 +397,25 @@ func (s *nodeSession) fail(code mux.ErrorCode, err error) {
 
 func (s *nodeSession) shut(code mux.ErrorCode, reason string) {
 	close(s.done)
-	wait := func() {}
+	var bye *mux.Close
 	if reason != "" {
-		wait = sendBounded(s.ctrl, &mux.Close{Code: code, Reason: reason})
+		bye = &mux.Close{Code: code, Reason: reason}
 	}
-	// The session first: a pipe's stream can be stuck behind yamux's reader,
-	// which holds a stream lock while it waits for the rest of a frame;
-	// closing the connection frees it, so aborting cannot hang.
-	s.ym.Close()
-	s.pipes.closeAll()
+	endSession(s.ctrl, s.ym, &s.pipes, bye)
+}
+
+// endSession ends a session at either end: it sends bye, if any, waiting
+// for it at most a second, closes the yamux session and aborts every pipe.
+// The session goes first: a pipe's stream can be stuck behind yamux's
+// reader, which holds a stream lock while it waits for the rest of a frame;
+// closing the connection frees it, so aborting cannot hang.
+func endSession(ctrl *mux.Conn, ym *yamux.Session, ps *pipes, bye *mux.Close) {
+	wait := func() {}
+	if bye != nil {
+		wait = sendBounded(ctrl, bye)
+	}
+	ym.Close()
+	ps.closeAll()
 	wait()
 }
 

@@ -61,16 +61,22 @@ func (st *nodeState) down() bool {
 	return was
 }
 
+// displayName is the node's name, or the one the relay gives a node
+// without one.
+func (n *Node) displayName() string {
+	if n.cfg.Name != "" {
+		return n.cfg.Name
+	}
+	return "node-" + n.id[:8]
+}
+
 // Status reports the node's session, its mappings and their traffic now.
 // While the node is disconnected it shows the mappings it last had.
 func (n *Node) Status() Status {
 	st := &n.state
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	name := n.cfg.Name
-	if name == "" {
-		name = "node-" + n.id[:8] // as the relay names it
-	}
+	name := n.displayName()
 	me := NodeStatus{ID: n.id, Name: name, Connected: st.connected}
 	if st.connected {
 		me.Since = st.since
@@ -78,10 +84,7 @@ func (n *Node) Status() Status {
 		me.LastSeen = st.since
 	}
 	for _, m := range st.mappings {
-		me.Mappings = append(me.Mappings, MappingStatus{
-			Type: m.Type, Port: m.BlindPort, Public: m.PublicAddr(), Local: m.Local, Created: m.Created,
-			Traffic: n.traffic.stats(portKey{m.Network(), m.BlindPort}),
-		})
+		me.Mappings = append(me.Mappings, mappingStatus(m, &n.traffic))
 	}
 	nodes := []NodeStatus{me}
 	sortNodes(nodes)

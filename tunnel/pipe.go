@@ -34,7 +34,6 @@ type pipe struct {
 	fromConn, fromStream *atomic.Uint64
 
 	abortOnce sync.Once
-	aborted   chan struct{}
 	told      bool // this end aborted and sent the peer a reset; set in abortOnce
 }
 
@@ -43,7 +42,7 @@ type pipe struct {
 const resetWait = 5 * time.Second
 
 func newPipe(conn *net.TCPConn, stream *yamux.Stream, onAbort func()) *pipe {
-	return &pipe{conn: conn, stream: stream, onAbort: onAbort, aborted: make(chan struct{})}
+	return &pipe{conn: conn, stream: stream, onAbort: onAbort}
 }
 
 // run copies both ways and returns when both directions have ended and both
@@ -111,7 +110,6 @@ func (p *pipe) awaitPeerFIN() {
 // refused by the node, closes its stream at once.
 func (p *pipe) abort(tellPeer bool) {
 	p.abortOnce.Do(func() {
-		close(p.aborted)
 		p.conn.SetLinger(0)
 		p.conn.Close()
 		p.stream.SetWriteDeadline(time.Now()) // unblocks our own pending Write
@@ -124,16 +122,6 @@ func (p *pipe) abort(tellPeer bool) {
 		p.stream.SetReadDeadline(time.Now()) // unblocks our own pending Read
 		p.stream.Close()
 	})
-}
-
-// isAborted reports whether the pipe was aborted (by either end).
-func (p *pipe) isAborted() bool {
-	select {
-	case <-p.aborted:
-		return true
-	default:
-		return false
-	}
 }
 
 // copyAdaptive copies src to dst until src's EOF (returned as nil) or an

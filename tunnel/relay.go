@@ -245,7 +245,7 @@ func (r *Relay) serveConn(ctx context.Context, c net.Conn) {
 	defer func() { t.done(time.Now()) }()
 	if t.verdict == drop {
 		c.Close()
-		r.refusals.note(r.log, t.limit, r.limitValue(t.limit), "remote", remote)
+		r.refusals.note(r.log, t.limit, t.max, "remote", remote)
 		return
 	}
 	tuneTCP(c, r.cfg.PeerTimeout)
@@ -291,7 +291,7 @@ func (r *Relay) serveConn(ctx context.Context, c net.Conn) {
 		r.refuseConn(mux.NewConn(st, mux.HandshakeMaxFrame), refusal, deadline)
 		ym.Close()
 		if t.limit != "" {
-			r.refusals.note(r.log, t.limit, r.limitValue(t.limit), "remote", remote)
+			r.refusals.note(r.log, t.limit, t.max, "remote", remote)
 		} else {
 			r.log.Info("refused a node that does not use TLS; it was told to drop --insecure-plaintext", "remote", remote)
 		}
@@ -374,28 +374,6 @@ func (r *Relay) refuseMoreStreams(ym *yamux.Session, remote string) {
 	st.Close()
 	ym.Close()
 	r.refusals.note(r.log, limitOneStream, 1, "remote", remote)
-}
-
-// limitValue is the configured value of a limit, for log lines.
-func (r *Relay) limitValue(limit string) int {
-	l := r.cfg.Limits
-	switch limit {
-	case limitSessionsPerAddress:
-		return l.SessionsPerAddress
-	case limitPendingHandshakes:
-		return l.PendingHandshakes
-	case limitAuthFailures:
-		return l.AuthFailuresPerMinute
-	case limitMappingsPerNode:
-		return l.MappingsPerNode
-	case limitMappings:
-		return l.Mappings
-	case limitStreamsPerSession:
-		return l.StreamsPerSession
-	case limitFrameSize:
-		return l.MaxFrameSize
-	}
-	return 0
 }
 
 // register makes s the session of its node, replacing (and closing) a

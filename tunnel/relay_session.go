@@ -222,13 +222,7 @@ func unmap(ap netip.AddrPort) netip.AddrPort {
 func (s *relaySession) close(code mux.ErrorCode, reason string) {
 	s.closeOnce.Do(func() {
 		s.reason = reason
-		wait := sendBounded(s.ctrl, &mux.Close{Code: code, Reason: reason})
-		// The session first: a pipe's stream can be stuck behind yamux's
-		// reader, which holds a stream lock while it waits for the rest of a
-		// frame; closing the connection frees it, so aborting cannot hang.
-		s.ym.Close()
-		s.pipes.closeAll()
-		wait()
+		endSession(s.ctrl, s.ym, &s.pipes, &mux.Close{Code: code, Reason: reason})
 	})
 }
 
@@ -272,8 +266,7 @@ func (r *Relay) expose(s *relaySession, req *mux.Expose) (*mux.Grant, *mux.Error
 		r.log.Error("recording a mapping", "err", err)
 		return nil, &mux.Error{Code: mux.CodeInternal, Text: "the relay could not record the mapping; try again later"}
 	}
-	r.openPort(g)
-	return r.attach(s, g.Port, req, now)
+	return r.bind(s, r.openPort(g), req.Network, g.Port), nil
 }
 
 // checkMappingLimits refuses a new mapping beyond MappingsPerNode or
@@ -326,11 +319,17 @@ func (r *Relay) attach(s *relaySession, port int, req *mux.Expose, now time.Time
 			return nil, &mux.Error{Code: mux.CodeInternal, Text: "the relay could not record the mapping; try again later"}
 		}
 	}
+	return r.bind(s, pp, key.network, port), nil
+}
+
+// bind hands the open port pp, whose mapping is recorded, to session s and
+// returns the grant. Call with r.mu held.
+func (r *Relay) bind(s *relaySession, pp *publicPort, network string, port int) *mux.Grant {
 	pp.session.Store(s)
 	if !slices.Contains(s.ports, pp) {
 		s.ports = append(s.ports, pp)
 	}
-	return &mux.Grant{Network: key.network, Port: port, PublicHost: r.cfg.PublicHost, Relay: r.cfg.Name}, nil
+	return &mux.Grant{Network: network, Port: port, PublicHost: r.cfg.PublicHost, Relay: r.cfg.Name}
 }
 
 // refusal turns an allocator error into what the node is told.

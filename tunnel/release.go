@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/p2prc/p2prc/mux"
-	"github.com/p2prc/p2prc/registry"
 )
 
 // PublicPort names a public port on a relay, as in `--release tcp:30022`.
@@ -145,13 +144,4 @@ func (s *nodeSession) request(build func(id uint32) mux.Message) (mux.Message, e
 	case <-time.After(s.n.cfg.PeerTimeout):
 		return nil, errors.New("the relay did not answer in time")
 	}
-}
-
-// mappingList returns the granted mappings. Call with s.mu held.
-func (s *nodeSession) mappingList() []registry.Mapping {
-	ms := make([]registry.Mapping, 0, len(s.mappings))
-	for _, m := range s.mappings {
-		ms = append(ms, m)
-	}
-	return ms
 }

@@ -75,16 +75,17 @@ func (r *Relay) Status() Status {
 		if !nd.Connected && m.LastSeen.After(nd.LastSeen) {
 			nd.LastSeen = m.LastSeen
 		}
-		nd.Mappings = append(nd.Mappings, r.mappingStatus(m))
+		nd.Mappings = append(nd.Mappings, mappingStatus(m, &r.traffic))
 	}
 	sortNodes(st.Nodes)
 	return st
 }
 
-func (r *Relay) mappingStatus(m registry.Mapping) MappingStatus {
+// mappingStatus is m with its traffic, as Status shows it, at relay and node.
+func mappingStatus(m registry.Mapping, traffic *trafficTable) MappingStatus {
 	return MappingStatus{
 		Type: m.Type, Port: m.BlindPort, Public: m.PublicAddr(), Local: m.Local, Created: m.Created,
-		Traffic: r.traffic.stats(portKey{m.Network(), m.BlindPort}),
+		Traffic: traffic.stats(portKey{m.Network(), m.BlindPort}),
 	}
 }
 

@@ -59,14 +59,13 @@ var readSets = sync.Pool{New: func() any {
 
 // udpReader reads a public port's datagrams, up to udpBatch per call.
 type udpReader struct {
-	c   *net.UDPConn
 	rc  syscall.RawConn
 	set *readSet // held between read and release
 }
 
 func newUDPReader(c *net.UDPConn) *udpReader {
 	rc, _ := c.SyscallConn() // a *net.UDPConn always has one
-	return &udpReader{c: c, rc: rc}
+	return &udpReader{rc: rc}
 }
 
 // read waits for datagrams (honouring the read deadline) and returns how

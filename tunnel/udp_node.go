@@ -234,7 +234,6 @@ func (l *nodeLink) open(id uint32, payload []byte) {
 	}
 	l.flows[id] = f
 	l.wg.Add(1)
-	l.s.n.udpFlows.Add(1)
 	l.traffic.FlowOpened()
 	l.mu.Unlock()
 	go func() {
@@ -289,7 +288,6 @@ func (l *nodeLink) end(f *nodeFlow, tell bool) {
 	l.mu.Unlock()
 	l.forget(f)
 	f.conn.Close()
-	l.s.n.udpFlows.Add(-1)
 	l.traffic.FlowClosed()
 	if tell {
 		l.q.put(mux.DatagramClose, f.id, nil)

@@ -254,27 +254,3 @@ func (p *udpPort) forgetAll() {
 		p.link.q.close()
 	}
 }
-
-// flowCount returns how many flows the port holds.
-func (p *udpPort) flowCount() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return len(p.flows)
-}
-
-// udpFlows returns how many UDP flows the relay holds, over all ports.
-func (r *Relay) udpFlows() int {
-	r.mu.Lock()
-	ports := make([]*udpPort, 0, len(r.ports))
-	for _, pp := range r.ports {
-		if pp.udp != nil {
-			ports = append(ports, pp.udp)
-		}
-	}
-	r.mu.Unlock()
-	n := 0
-	for _, p := range ports {
-		n += p.flowCount()
-	}
-	return n
-}

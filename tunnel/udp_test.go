@@ -16,6 +16,17 @@ import (
 
 func udpExpose(local string) Expose { return Expose{Network: "udp", Local: local} }
 
+// udpFlows is the number of live UDP flows a status shows, over all mappings.
+func udpFlows(st Status) int64 {
+	var n int64
+	for _, nd := range st.Nodes {
+		for _, m := range nd.Mappings {
+			n += m.Traffic.Flows
+		}
+	}
+	return n
+}
+
 // startUDPService answers each datagram to a fresh 127.0.0.1 port with what
 // reply returns (nothing if nil). It stops at cleanup.
 func startUDPService(t testing.TB, reply func(from netip.AddrPort, b []byte) []byte) string {
@@ -206,11 +217,11 @@ func TestUDPIdleExpiryFreesBothEnds(t *testing.T) {
 				t.Fatal(err)
 			}
 			first, _, _ := bytes.Cut(got, []byte("|"))
-			if r.Relay.udpFlows() != 1 || n.Node.udpFlows.Load() != 1 {
-				t.Fatalf("flows: relay %d, node %d; want 1 and 1", r.Relay.udpFlows(), n.Node.udpFlows.Load())
+			if udpFlows(r.Relay.Status()) != 1 || udpFlows(n.Node.Status()) != 1 {
+				t.Fatalf("flows: relay %d, node %d; want 1 and 1", udpFlows(r.Relay.Status()), udpFlows(n.Node.Status()))
 			}
-			if !eventually(5*time.Second, func() bool { return r.Relay.udpFlows() == 0 && n.Node.udpFlows.Load() == 0 }) {
-				t.Fatalf("flows after idling: relay %d, node %d; want 0 and 0", r.Relay.udpFlows(), n.Node.udpFlows.Load())
+			if !eventually(5*time.Second, func() bool { return udpFlows(r.Relay.Status()) == 0 && udpFlows(n.Node.Status()) == 0 }) {
+				t.Fatalf("flows after idling: relay %d, node %d; want 0 and 0", udpFlows(r.Relay.Status()), udpFlows(n.Node.Status()))
 			}
 			got, err = roundTrip(c, []byte("two"))
 			if err != nil {
@@ -261,10 +272,10 @@ func TestUDPFlowCapHoldsUnderFlood(t *testing.T) {
 	// The flood: 200 sources, three datagrams each, bounded.
 	check := func() {
 		t.Helper()
-		if f := r.Relay.udpFlows(); f > maxFlows {
+		if f := udpFlows(r.Relay.Status()); f > maxFlows {
 			t.Fatalf("relay holds %d flows, cap %d", f, maxFlows)
 		}
-		if f := n.Node.udpFlows.Load(); f > maxFlows {
+		if f := udpFlows(n.Node.Status()); f > maxFlows {
 			t.Fatalf("node holds %d flows, cap %d", f, maxFlows)
 		}
 	}
@@ -280,8 +291,8 @@ func TestUDPFlowCapHoldsUnderFlood(t *testing.T) {
 	}
 	time.Sleep(100 * time.Millisecond)
 	check()
-	if r.Relay.udpFlows() != maxFlows {
-		t.Errorf("relay holds %d flows after the flood, want the cap, %d", r.Relay.udpFlows(), maxFlows)
+	if udpFlows(r.Relay.Status()) != maxFlows {
+		t.Errorf("relay holds %d flows after the flood, want the cap, %d", udpFlows(r.Relay.Status()), maxFlows)
 	}
 
 	// Quiet for over a second, the flood's flows give way to new visitors.
@@ -324,7 +335,7 @@ func TestUDPNodeFlowCap(t *testing.T) {
 	extra := udpVisitor(t, port)
 	extra.Write([]byte("let me in"))
 	expectSilence(t, extra, 300*time.Millisecond)
-	if f := n.Node.udpFlows.Load(); f != 2 {
+	if f := udpFlows(n.Node.Status()); f != 2 {
 		t.Errorf("node holds %d flows, cap 2", f)
 	}
 	for i, c := range cs {
