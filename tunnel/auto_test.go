@@ -1,6 +1,7 @@
 package tunnel
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -102,7 +103,7 @@ func TestAutoNeedsAMeasuredRelay(t *testing.T) {
 	servers := openServers(t)
 	servers.Upsert(registryServer("198.51.100.9:8700", 0)) // heard of, never measured
 	cfg := NodeConfig{Relay: AutoRelay, Relays: servers, Exposes: []Expose{tcpExpose("127.0.0.1:1")}, Token: testToken, Key: newKey(t)}
-	if _, err := NewNode(cfg); err == nil || !contains(err.Error(), "relays probe") {
+	if _, err := NewNode(cfg); err == nil || !strings.Contains(err.Error(), "relays probe") {
 		t.Fatalf("NewNode: %v; want advice to probe", err)
 	}
 }

@@ -12,10 +12,8 @@ import (
 	"time"
 
 	"github.com/p2prc/p2prc/iptable"
-	"github.com/p2prc/p2prc/mux"
 	"github.com/p2prc/p2prc/portalloc"
 	"github.com/p2prc/p2prc/registry"
-	"github.com/p2prc/p2prc/registry/secret"
 )
 
 // The benchmarks' harness: a relay, a node and services on loopback, each
@@ -40,7 +38,7 @@ type benchRelayOpts struct {
 
 // benchRelay serves a relay on loopback until the benchmark ends and returns
 // its control address.
-func benchRelay(b *testing.B, o benchRelayOpts) (string, *Relay) {
+func benchRelay(b *testing.B, o benchRelayOpts) string {
 	maps, err := registry.OpenMappings(filepath.Join(b.TempDir(), registry.MappingFileName))
 	if err != nil {
 		b.Fatal(err)
@@ -60,7 +58,7 @@ func benchRelay(b *testing.B, o benchRelayOpts) (string, *Relay) {
 	served := make(chan struct{})
 	go func() { defer close(served); relay.Serve(ctx, ln) }()
 	b.Cleanup(func() { cancel(); <-served })
-	return ln.Addr().String(), relay
+	return ln.Addr().String()
 }
 
 // benchTunnel starts a relay and a node exposing the TCP service target,
@@ -77,9 +75,9 @@ func benchTunnelFor(b *testing.B, e Expose, udpStreamPerFlow bool) string {
 }
 
 func benchTunnelWith(b *testing.B, e Expose, secure bool, o benchRelayOpts) string {
-	serverTLS, nodeTLS := benchTLS(b, b.TempDir(), secure)
+	serverTLS, nodeTLS := benchTLS(b, secure)
 	o.TLS = serverTLS
-	addr, _ := benchRelay(b, o)
+	addr := benchRelay(b, o)
 	_, key, _ := ed25519.GenerateKey(rand.Reader)
 	ready := make(chan Connected, 1)
 	node, err := NewNode(NodeConfig{Relay: addr, Token: benchToken, Key: key, TLS: nodeTLS,
@@ -102,49 +100,18 @@ func benchTunnelWith(b *testing.B, e Expose, secure bool, o benchRelayOpts) stri
 }
 
 // benchTLS returns a relay's TLS configuration with a fresh self-signed
-// certificate in dir and a node's pinning it, or nils for plaintext.
-func benchTLS(b *testing.B, dir string, secure bool) (*tls.Config, *NodeTLS) {
+// certificate and a node's pinning it, or nils for plaintext.
+func benchTLS(b *testing.B, secure bool) (*tls.Config, *NodeTLS) {
 	if !secure {
 		return nil, nil
 	}
-	cert, _, err := secret.LoadOrCreateCertificate(filepath.Join(dir, secret.CertFileName), "bench")
-	if err != nil {
-		b.Fatal(err)
-	}
-	return mux.ServerTLS(cert), &NodeTLS{Fingerprint: mux.Fingerprint(cert.Certificate[0])}
-}
-
-// benchService serves each connection with handle on loopback until the
-// benchmark ends.
-func benchService(b *testing.B, handle func(c net.Conn)) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				handle(c)
-			}()
-		}
-	}()
-	return ln.Addr().String()
-}
-
-// benchEcho echoes each connection until its EOF.
-func benchEcho(b *testing.B) string {
-	return benchService(b, func(c net.Conn) { io.Copy(c, c) })
+	cfg, fp := selfSigned(b)
+	return cfg, &NodeTLS{Fingerprint: fp}
 }
 
 // benchSink discards what a connection sends and answers one byte at EOF.
 func benchSink(b *testing.B) string {
-	return benchService(b, func(c net.Conn) {
+	return startService(b, func(c *net.TCPConn) {
 		io.Copy(io.Discard, c)
 		c.Write([]byte{1})
 	})
@@ -152,7 +119,7 @@ func benchSink(b *testing.B) string {
 
 // benchPong answers every 128-byte request with 128 bytes.
 func benchPong(b *testing.B) string {
-	return benchService(b, func(c net.Conn) {
+	return startService(b, func(c *net.TCPConn) {
 		buf := make([]byte, 128)
 		for {
 			if _, err := io.ReadFull(c, buf); err != nil {

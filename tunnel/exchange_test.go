@@ -265,10 +265,7 @@ func TestHugeTableIsCutToFitAFrame(t *testing.T) {
 
 // --relay auto uses only measured relays this machine vouches for.
 func TestAutoSkipsRelaysOnlyAPeerVouchesFor(t *testing.T) {
-	relays, err := registry.OpenServers(filepath.Join(t.TempDir(), registry.ServerFileName))
-	if err != nil {
-		t.Fatal(err)
-	}
+	relays := openServers(t)
 	relays.Merge([]registry.Server{{Address: "203.0.113.1:8700"}})
 	relays.Upsert(registry.Server{Address: "203.0.113.1:8700", Latency: time.Millisecond}) // measured by greeting
 	relays.Upsert(registry.Server{Address: "203.0.113.2:8700", Latency: 5 * time.Millisecond})

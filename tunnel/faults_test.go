@@ -1,7 +1,6 @@
 package tunnel
 
 import (
-	"errors"
 	"io"
 	"net"
 	"sync"
@@ -159,8 +158,7 @@ func TestSlowVisitorIsBoundedByTheWindow(t *testing.T) {
 			c.SetWriteDeadline(time.Now().Add(500 * time.Millisecond))
 			n, err := c.Write(buf)
 			written.Add(int64(n))
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
+			if isTimeout(err) {
 				blockOnce.Do(func() { close(blocked) })
 				continue
 			}

@@ -266,7 +266,6 @@ func startRelay(t *testing.T, o relayOpts) *testRelay {
 }
 
 type testNode struct {
-	node   *Node
 	ready  chan Connected
 	exited chan struct{} // closed when Run has returned
 	err    error         // Run's result, once exited is closed
@@ -414,7 +413,7 @@ func portOf(t *testing.T, ms []registry.Mapping, typ, local string) int {
 // startService runs handle for each connection to a fresh 127.0.0.1 port.
 // At cleanup it stops accepting, closes open connections and waits for every
 // handler.
-func startService(t *testing.T, handle func(c *net.TCPConn)) string {
+func startService(t testing.TB, handle func(c *net.TCPConn)) string {
 	t.Helper()
 	ln, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
@@ -459,7 +458,7 @@ func startService(t *testing.T, handle func(c *net.TCPConn)) string {
 
 // startEcho runs a service that sends back what it reads, and half-closes
 // at the end of its input.
-func startEcho(t *testing.T) string {
+func startEcho(t testing.TB) string {
 	return startService(t, func(c *net.TCPConn) {
 		if _, err := io.Copy(c, c); err == nil {
 			c.CloseWrite()
@@ -527,11 +526,10 @@ func expectClosed(t *testing.T, c net.Conn, d time.Duration) {
 	t.Helper()
 	c.SetReadDeadline(time.Now().Add(d))
 	n, err := c.Read(make([]byte, 1))
-	var ne net.Error
 	switch {
 	case n > 0:
 		t.Fatalf("read %d bytes from a connection that should be closed", n)
-	case errors.As(err, &ne) && ne.Timeout():
+	case isTimeout(err):
 		t.Fatalf("connection still open after %v", d)
 	case !errors.Is(err, io.EOF) && !errors.Is(err, syscall.ECONNRESET):
 		t.Fatalf("read: %v, want EOF or connection reset", err)

@@ -21,7 +21,7 @@ import (
 // latency), in the same run. Their ratio is the measurement's overhead.
 func BenchmarkRoundTrip(b *testing.B) {
 	b.Run("direct", func(b *testing.B) {
-		c, err := net.Dial("tcp", benchEcho(b))
+		c, err := net.Dial("tcp", startEcho(b))
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -37,7 +37,7 @@ func BenchmarkRoundTrip(b *testing.B) {
 		}
 	})
 	b.Run("control-ping", func(b *testing.B) {
-		addr, _ := benchRelay(b, benchRelayOpts{})
+		addr := benchRelay(b, benchRelayOpts{})
 		n, err := NewQueryNode(NodeConfig{Token: benchToken})
 		if err != nil {
 			b.Fatal(err)
@@ -65,7 +65,7 @@ func BenchmarkRoundTrip(b *testing.B) {
 // relay registry and IP table kept on both sides, which adds the exchange
 // and the files' atomic writes ("with-files").
 func BenchmarkConnectUntilReady(b *testing.B) {
-	service := benchEcho(b)
+	service := startEcho(b)
 	for _, withFiles := range []bool{false, true} {
 		name := "bare"
 		if withFiles {
@@ -79,7 +79,7 @@ func BenchmarkConnectUntilReady(b *testing.B) {
 				relays, table = benchFiles(b)
 				cfg.Relays, cfg.IPTable = benchFiles(b)
 			}
-			cfg.Relay, _ = benchRelay(b, benchRelayOpts{Relays: relays, IPTable: table})
+			cfg.Relay = benchRelay(b, benchRelayOpts{Relays: relays, IPTable: table})
 			_, cfg.Key, _ = ed25519.GenerateKey(rand.Reader)
 			for b.Loop() {
 				benchReady(b, cfg)

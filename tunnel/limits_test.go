@@ -134,11 +134,9 @@ func TestPendingHandshakesLimitAndTimeout(t *testing.T) {
 		silent = append(silent, c)
 	}
 	// Both are counted once the relay has accepted them.
-	eventually(2*time.Second, func() bool {
-		r.Relay.admission.mu.Lock()
-		defer r.Relay.admission.mu.Unlock()
-		return r.Relay.admission.pending == 2
-	})
+	if !eventually(2*time.Second, func() bool { return pendingHandshakes(r) == 2 }) {
+		t.Fatalf("the relay counts %d connections in their handshake, want 2", pendingHandshakes(r))
+	}
 	extra, err := net.Dial("tcp", r.Addr)
 	if err != nil {
 		t.Fatal(err)
@@ -154,6 +152,14 @@ func TestPendingHandshakesLimitAndTimeout(t *testing.T) {
 	assertEcho(t, portFor(t, ms, echo))
 }
 
+// pendingHandshakes is how many connections the relay counts as still in
+// their handshake.
+func pendingHandshakes(r *testRelay) int {
+	r.Relay.admission.mu.Lock()
+	defer r.Relay.admission.mu.Unlock()
+	return r.Relay.admission.pending
+}
+
 // A relay that shuts down does not wait for silent connections' handshake
 // deadline.
 func TestShutdownCutsSilentConnectionsShort(t *testing.T) {
@@ -165,11 +171,9 @@ func TestShutdownCutsSilentConnectionsShort(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	eventually(2*time.Second, func() bool {
-		r.Relay.admission.mu.Lock()
-		defer r.Relay.admission.mu.Unlock()
-		return r.Relay.admission.pending == 1
-	})
+	if !eventually(2*time.Second, func() bool { return pendingHandshakes(r) == 1 }) {
+		t.Fatalf("the relay counts %d connections in their handshake, want 1", pendingHandshakes(r))
+	}
 	start := time.Now()
 	r.Stop()
 	if took := time.Since(start); took >= time.Second { // the harness's handshake timeout is 2 s

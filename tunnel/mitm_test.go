@@ -47,7 +47,7 @@ func TestInterceptorIsNotPinnedOnFirstUse(t *testing.T) {
 		}
 	}()
 
-	pins := pinFile(t)
+	pins := openServers(t)
 	cfg := nodeConfig(r, []Expose{tcpExpose(echo)})
 	cfg.Relay = ln.Addr().String()
 	cfg.TLS = &NodeTLS{Pins: pins}

@@ -3,7 +3,6 @@ package tunnel
 import (
 	"crypto/ed25519"
 	"errors"
-	"strings"
 	"testing"
 	"time"
 
@@ -14,8 +13,6 @@ import (
 func registryServer(addr string, latency time.Duration) registry.Server {
 	return registry.Server{Address: addr, Latency: latency}
 }
-
-func contains(s, sub string) bool { return strings.Contains(s, sub) }
 
 // Without the token a probe still measures: hello to challenge.
 func TestProbeWithoutToken(t *testing.T) {

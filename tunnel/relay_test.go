@@ -3,7 +3,6 @@ package tunnel
 import (
 	"bytes"
 	"crypto/sha256"
-	"errors"
 	"io"
 	mrand "math/rand/v2"
 	"net"
@@ -210,8 +209,7 @@ func TestLocalServiceDown(t *testing.T) {
 			start := time.Now()
 			c.SetReadDeadline(start.Add(2 * time.Second))
 			n, err := c.Read(make([]byte, 1))
-			var ne net.Error
-			if n > 0 || (errors.As(err, &ne) && ne.Timeout()) {
+			if n > 0 || isTimeout(err) {
 				t.Errorf("visitor %d of a dead service: read %d bytes, %v after %v; want EOF or reset at once", i, n, err, time.Since(start))
 			}
 		})
@@ -260,8 +258,7 @@ func TestVisitorResetReachesService(t *testing.T) {
 	start := time.Now()
 	select {
 	case err := <-serviceEnded:
-		var ne net.Error
-		if errors.As(err, &ne) && ne.Timeout() {
+		if isTimeout(err) {
 			t.Fatalf("the service's write timed out instead of failing: %v", err)
 		}
 		t.Logf("service write failed %v after the visitor's reset: %v", time.Since(start).Round(time.Millisecond), err)

@@ -1,14 +1,10 @@
 package tunnel
 
 import (
-	"context"
-	"net"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/p2prc/p2prc/mux"
-	"github.com/p2prc/p2prc/registry"
 )
 
 // A connection that opens more than the control stream — before or after
@@ -49,24 +45,8 @@ func TestExtraStreamsEndTheConnection(t *testing.T) {
 // promptly and opens no port after it began closing them.
 func TestShutdownWithQueuedExposes(t *testing.T) {
 	leakCheck(t)
-	maps, err := registry.OpenMappings(filepath.Join(t.TempDir(), registry.MappingFileName))
-	if err != nil {
-		t.Fatal(err)
-	}
-	log, _ := newLogger(t, "relay")
-	r, err := NewRelay(RelayConfig{Name: "r", PublicHost: "127.0.0.1", Token: testToken, Ports: freeRange(t, 20),
-		BindHost: "127.0.0.1", Mappings: maps, Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	go func() { served <- r.Serve(ctx, ln) }()
-	ctrl := rawAuthed(t, &testRelay{Addr: ln.Addr().String()}, nil)
+	r := startRelay(t, relayOpts{Ports: freeRange(t, 20)})
+	ctrl := rawAuthed(t, r, nil)
 	sent := make(chan struct{})
 	go func() {
 		defer close(sent)
@@ -84,12 +64,12 @@ func TestShutdownWithQueuedExposes(t *testing.T) {
 		}
 	}()
 	time.Sleep(200 * time.Millisecond)
-	cancel()
-	select {
-	case <-served:
-	case <-time.After(10 * time.Second):
-		t.Fatalf("Serve did not return within 10 s of cancel:\n%s", allStacks())
-	}
+	r.Stop() // fails the test unless Serve returns, and promptly
 	ctrl.Close()
 	<-sent
+	for p := r.Ports.Lo; p <= r.Ports.Hi; p++ {
+		if listenFails(p) {
+			t.Errorf("port %d is still held after the relay stopped", p)
+		}
+	}
 }

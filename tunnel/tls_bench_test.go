@@ -16,7 +16,7 @@ import (
 // — dial, 64 bytes there and back, close — directly and through a relay and
 // node on loopback (plaintext and TLS), in the same run: compare ns/op.
 func BenchmarkNewConnection(b *testing.B) {
-	echo := benchEcho(b)
+	echo := startEcho(b)
 	b.Run("direct", func(b *testing.B) { benchConnect(b, echo) })
 	b.Run("relay", func(b *testing.B) { benchConnect(b, benchTunnel(b, echo, false)) })
 	b.Run("relay-tls", func(b *testing.B) { benchConnect(b, benchTunnel(b, echo, true)) })
@@ -48,8 +48,8 @@ func BenchmarkNodeHandshake(b *testing.B) {
 	for _, secure := range []bool{false, true} {
 		name := map[bool]string{false: "plain", true: "tls"}[secure]
 		b.Run(name, func(b *testing.B) {
-			serverTLS, nodeTLS := benchTLS(b, b.TempDir(), secure)
-			addr, _ := benchRelay(b, benchRelayOpts{TLS: serverTLS})
+			serverTLS, nodeTLS := benchTLS(b, secure)
+			addr := benchRelay(b, benchRelayOpts{TLS: serverTLS})
 			_, key, _ := ed25519.GenerateKey(rand.Reader)
 			auth := mux.NodeAuth{Name: "bench", Key: key, Token: benchToken}
 			b.ResetTimer()
@@ -71,6 +71,7 @@ func BenchmarkNodeHandshake(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
+				auth.Binding = mux.ChannelBinding(rc.Conn) // the handshake is bound to this TLS connection
 				if _, err := mux.NewConn(st, 0).NodeHandshake(auth, time.Second); err != nil {
 					b.Fatal(err)
 				}

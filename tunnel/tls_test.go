@@ -25,7 +25,7 @@ import (
 
 // selfSigned returns a relay certificate kept in a fresh state dir, as
 // `p2prc relay` creates it, and its fingerprint.
-func selfSigned(t *testing.T) (*tls.Config, string) {
+func selfSigned(t testing.TB) (*tls.Config, string) {
 	t.Helper()
 	cert, created, err := secret.LoadOrCreateCertificate(filepath.Join(t.TempDir(), secret.CertFileName), "test-relay")
 	if err != nil || !created {
@@ -34,24 +34,10 @@ func selfSigned(t *testing.T) (*tls.Config, string) {
 	return mux.ServerTLS(cert), mux.Fingerprint(cert.Certificate[0])
 }
 
-// pinFile opens a fresh reverse_proxy_server.json.
-func pinFile(t *testing.T) *registry.Servers {
-	t.Helper()
-	s, err := registry.OpenServers(filepath.Join(t.TempDir(), registry.ServerFileName))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
-
 // storedPin reads the pin for addr from the file afresh.
 func storedPin(t *testing.T, pins *registry.Servers, addr string) string {
 	t.Helper()
-	again, err := registry.OpenServers(pins.Path())
-	if err != nil {
-		t.Fatal(err)
-	}
-	sv, _ := again.Get(addr)
+	sv, _ := reloadServers(t, pins).Get(addr)
 	return sv.Fingerprint
 }
 
@@ -100,7 +86,7 @@ func TestRelaySpeaksTLS13(t *testing.T) {
 func TestTrustOnFirstUseThenMismatch(t *testing.T) {
 	leakCheck(t)
 	echo := startEcho(t)
-	pins := pinFile(t)
+	pins := openServers(t)
 	cfg1, fp1 := selfSigned(t)
 	r1 := startRelay(t, relayOpts{TLS: cfg1})
 	addr := r1.Addr
@@ -163,7 +149,7 @@ func TestWrongFingerprintIsFatal(t *testing.T) {
 	cfg, fp := selfSigned(t)
 	r := startRelay(t, relayOpts{TLS: cfg})
 	wrong := strings.Repeat("ab", 32)
-	pins := pinFile(t)
+	pins := openServers(t)
 	n := runNode(t, tlsNodeConfig(r, echo, &NodeTLS{Fingerprint: wrong, Pins: pins}))
 	err := n.wait(t, 5*time.Second)
 	if !errors.Is(err, mux.ErrFingerprintMismatch) || !strings.Contains(err.Error(), fp) || !strings.Contains(err.Error(), "--relay-fingerprint pins "+wrong) {
@@ -236,7 +222,7 @@ func TestCAIssuedCertificate(t *testing.T) {
 	leakCheck(t)
 	echo := startEcho(t)
 	ca := newTestCA(t)
-	pins := pinFile(t)
+	pins := openServers(t)
 	leaf1 := ca.issue(t)
 	r1 := startRelay(t, relayOpts{TLS: mux.ServerTLS(leaf1)})
 	addr := r1.Addr
