@@ -54,6 +54,3 @@ func (f *File) Update(change func(t *Table) (changed bool)) error {
 	}
 	return t.Save(f.path)
 }
-
-// Encode renders the table exactly as Save writes it, for printing.
-func (t *Table) Encode() ([]byte, error) { return t.encode() }

@@ -33,9 +33,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
-	"os"
 	"strconv"
 	"time"
 
@@ -168,20 +166,14 @@ func RelayedEntry(name, relayHost string, port int) Entry {
 // wrapping ErrCorrupt that names the file, line and column; a file larger
 // than MaxFileSize gives one wrapping ErrTooLarge. Load never writes.
 func Load(path string) (*Table, error) {
-	f, err := os.Open(path)
-	if errors.Is(err, fs.ErrNotExist) {
+	data, err := jsonfile.ReadAtMost(path, MaxFileSize)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
 		return &Table{}, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("iptable: %w", err)
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
-	if err != nil {
-		return nil, fmt.Errorf("iptable: %w", err)
-	}
-	if len(data) > MaxFileSize {
+	case errors.Is(err, jsonfile.ErrTooLarge):
 		return nil, fmt.Errorf("iptable: %s is larger than %d bytes: %w", path, MaxFileSize, ErrTooLarge)
+	case err != nil:
+		return nil, fmt.Errorf("iptable: %w", err)
 	}
 	if len(bytes.TrimSpace(data)) == 0 {
 		return &Table{}, nil
@@ -199,7 +191,7 @@ func Load(path string) (*Table, error) {
 // moment leaves the old file or the new one; on failure the temporary file is
 // removed. The directory must exist.
 func (t *Table) Save(path string) error {
-	data, err := t.encode()
+	data, err := t.Encode()
 	if err != nil {
 		return fmt.Errorf("iptable: save %s: %w", path, err)
 	}
@@ -212,9 +204,10 @@ func (t *Table) Save(path string) error {
 	return nil
 }
 
-// encode renders the table as Save writes it: one-space indentation, as P2PRC
-// writes, HTML characters left as they are, and a final newline.
-func (t *Table) encode() ([]byte, error) {
+// Encode renders the table as Save writes it (and as a listing prints it):
+// one-space indentation, as P2PRC writes, HTML characters left as they are,
+// and a final newline.
+func (t *Table) Encode() ([]byte, error) {
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)

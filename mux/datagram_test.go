@@ -73,8 +73,6 @@ func TestDatagramRoundTrip(t *testing.T) {
 	}
 }
 
-// A stream that ends inside a frame is an unexpected EOF, never a short
-// datagram passed on as if whole.
 // Payloads gathered while Peek reports whole frames stay intact: a run of
 // datagrams can be sent at once.
 func TestDatagramPeekKeepsPayloads(t *testing.T) {
@@ -103,6 +101,8 @@ func TestDatagramPeekKeepsPayloads(t *testing.T) {
 	}
 }
 
+// A stream that ends inside a frame is an unexpected EOF, never a short
+// datagram passed on as if whole.
 func TestDatagramTruncated(t *testing.T) {
 	wire, _ := AppendDatagram(nil, DatagramData, 7, bytes.Repeat([]byte{1}, 1400))
 	for _, cut := range []int{1, DatagramHeaderSize - 1, DatagramHeaderSize, len(wire) - 1} {

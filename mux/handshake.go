@@ -60,19 +60,20 @@ type Peer struct {
 	Query    bool   // a query session: see Hello.Query
 }
 
-// NodeHandshake runs the node's side of the handshake on c and returns the
-// relay's welcome. A refusal by the relay comes back as *Error. The whole
-// exchange must finish within timeout (zero: DefaultHandshakeTimeout).
-func (c *Conn) NodeHandshake(a NodeAuth, timeout time.Duration) (*Welcome, error) {
+// within bounds the exchange that follows by timeout (zero:
+// DefaultHandshakeTimeout); the returned func lifts the bound.
+func (c *Conn) within(timeout time.Duration) (lift func()) {
 	if timeout <= 0 {
 		timeout = DefaultHandshakeTimeout
 	}
 	c.SetDeadline(time.Now().Add(timeout))
-	defer c.SetDeadline(time.Time{})
+	return func() { c.SetDeadline(time.Time{}) }
+}
 
-	identity := a.Key.Public().(ed25519.PublicKey)
-	nodeNonce := newNonce()
-	if err := c.Send(&Hello{Version: Version, Name: a.Name, Identity: identity, Nonce: nodeNonce, Query: a.Query}); err != nil {
+// hello sends h and waits for the relay's challenge, which must be of this
+// protocol version.
+func (c *Conn) hello(h *Hello) (*Challenge, error) {
+	if err := c.Send(h); err != nil {
 		return nil, c.refusalOr(err)
 	}
 	ch, err := expect[*Challenge](c)
@@ -81,6 +82,20 @@ func (c *Conn) NodeHandshake(a NodeAuth, timeout time.Duration) (*Welcome, error
 	}
 	if ch.Version != Version {
 		return nil, fmt.Errorf("%w (relay %d, node %d)", ErrVersion, ch.Version, Version)
+	}
+	return ch, nil
+}
+
+// NodeHandshake runs the node's side of the handshake on c and returns the
+// relay's welcome. A refusal by the relay comes back as *Error. The whole
+// exchange must finish within timeout (zero: DefaultHandshakeTimeout).
+func (c *Conn) NodeHandshake(a NodeAuth, timeout time.Duration) (*Welcome, error) {
+	defer c.within(timeout)()
+	identity := a.Key.Public().(ed25519.PublicKey)
+	nodeNonce := newNonce()
+	ch, err := c.hello(&Hello{Version: Version, Name: a.Name, Identity: identity, Nonce: nodeNonce, Query: a.Query})
+	if err != nil {
+		return nil, err
 	}
 	if len(ch.Nonce) != nonceSize {
 		return nil, fmt.Errorf("%w: challenge nonce of %d bytes", ErrMalformed, len(ch.Nonce))
@@ -106,11 +121,7 @@ func (c *Conn) NodeHandshake(a NodeAuth, timeout time.Duration) (*Welcome, error
 // authenticated node. On failure it tells the node why (with an Error frame)
 // before returning; the caller closes the connection.
 func (c *Conn) RelayHandshake(a RelayAuth, timeout time.Duration) (Peer, error) {
-	if timeout <= 0 {
-		timeout = DefaultHandshakeTimeout
-	}
-	c.SetDeadline(time.Now().Add(timeout))
-	defer c.SetDeadline(time.Time{})
+	defer c.within(timeout)()
 	defer c.capFrames(HandshakeMaxFrame)()
 
 	h, err := expect[*Hello](c)

@@ -17,7 +17,7 @@ func TestWireNumbersArePinned(t *testing.T) {
 	pinned := map[Type]uint8{
 		TypeHello: 1, TypeChallenge: 2, TypeAuth: 3, TypeWelcome: 4, TypeExpose: 5, TypeGrant: 6,
 		TypeError: 7, TypePing: 8, TypePong: 9, TypeClose: 10, TypeReset: 11,
-		TypeExchange: 12, TypeListMappings: 13, TypeMappingList: 14,
+		TypeExchange: 12, TypeListMappings: 13, TypeMappingList: 14, TypeRelease: 15,
 	}
 	for typ, want := range pinned {
 		if uint8(typ) != want {
@@ -26,6 +26,12 @@ func TestWireNumbersArePinned(t *testing.T) {
 		if m := newMessage(typ); m == nil || m.Type() != typ {
 			t.Errorf("newMessage(%v) = %T", typ, m)
 		}
+	}
+	if TypeRelease.String() != "release" {
+		t.Errorf("type 15 is called %q", TypeRelease)
+	}
+	if !CodeTLS.Fatal() || CodeTLS != "tls" {
+		t.Error("code tls must be fatal and spelled tls")
 	}
 	if frameHeaderSize != 5 || Version != 1 {
 		t.Errorf("frame header %d bytes, version %d; want 5 and 1", frameHeaderSize, Version)
@@ -54,6 +60,7 @@ func TestFrameRoundTrip(t *testing.T) {
 		&ListMappings{ID: 9},
 		&MappingList{ID: 9, Mappings: []MappingInfo{{Network: "tcp", Port: 30022, PublicHost: "203.0.113.7",
 			Relay: "r", Node: "home", Local: "127.0.0.1:22", Created: 1735689600, LastSeen: 1735693200}}},
+		&Release{ID: 3, Network: "tcp", Port: 30022},
 	}
 	var buf bytes.Buffer
 	for _, m := range msgs {

@@ -1,7 +1,6 @@
 package mux
 
 import (
-	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -10,7 +9,6 @@ import (
 	"errors"
 	"math/big"
 	"net"
-	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -75,21 +73,6 @@ func TestTrustCheck(t *testing.T) {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("mismatch message %q lacks %q", err, want)
 		}
-	}
-}
-
-func TestReleaseIsTypeFifteen(t *testing.T) {
-	if TypeRelease != 15 || newMessage(15).Type() != TypeRelease || TypeRelease.String() != "release" {
-		t.Fatal("release moved off type 15")
-	}
-	if !CodeTLS.Fatal() || CodeTLS != "tls" {
-		t.Fatal("code tls must be fatal and spelled tls")
-	}
-	m := &Release{ID: 3, Network: "tcp", Port: 30022}
-	b, _ := AppendFrame(nil, m)
-	got, err := ReadFrame(bytes.NewReader(b), DefaultMaxFrameSize)
-	if err != nil || !reflect.DeepEqual(got, m) {
-		t.Fatalf("round trip: %#v, %v", got, err)
 	}
 }
 

@@ -276,6 +276,7 @@ func TestWireSilentFor(t *testing.T) {
 	if s := w.SilentFor(later); s < 59*time.Second {
 		t.Fatalf("silent for %v after a minute without reads", s)
 	}
+	w.lastRead.Store(time.Now().Add(-time.Hour).UnixNano()) // as if the last byte came an hour ago
 	w.Read(make([]byte, 1))
 	if s := w.SilentFor(time.Now()); s > time.Second {
 		t.Fatalf("silent for %v right after a read", s)

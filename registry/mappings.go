@@ -73,12 +73,14 @@ func (t *Mappings) Find(owner, network, local string) (Mapping, bool) {
 	typ := TypeOf(network)
 	t.mu.RLock()
 	defer t.mu.RUnlock()
-	for _, m := range sortedMappings(t.byKey) {
-		if m.Owner == owner && m.Type == typ && m.Local == local {
-			return m, true
+	var found Mapping
+	ok := false
+	for _, m := range t.byKey { // the lowest port, should one service hold several
+		if m.Owner == owner && m.Type == typ && m.Local == local && (!ok || m.BlindPort < found.BlindPort) {
+			found, ok = m, true
 		}
 	}
-	return Mapping{}, false
+	return found, ok
 }
 
 // Put inserts m, or replaces the mapping with the same Type and BlindPort.

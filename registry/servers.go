@@ -25,15 +25,11 @@ type Servers struct {
 // OpenServers loads the table at path. A missing file is an empty table;
 // a corrupt one is an error wrapping ErrCorrupt, and is never overwritten.
 func OpenServers(path string) (*Servers, error) {
-	var f ServerFile
-	if _, err := jsonfile.Load(path, &f); err != nil {
+	s := &Servers{path: path}
+	if err := s.reload(); err != nil {
 		return nil, err
 	}
-	byAddr, err := indexServers(f.Servers)
-	if err != nil { // cannot happen: Load ran the same check via Validate
-		return nil, err
-	}
-	return &Servers{path: path, byAddr: byAddr}, nil
+	return s, nil
 }
 
 // Path is the file the table is saved to.
@@ -63,14 +59,14 @@ func (s *Servers) Upsert(sv Server) error {
 		return err
 	}
 	return s.change(func(next map[string]Server) error {
-		old := next[sv.Address]
+		old, known := next[sv.Address]
 		sv.Name = cmp.Or(sv.Name, old.Name)
 		sv.Fingerprint = cmp.Or(sv.Fingerprint, old.Fingerprint)
 		sv.Latency = cmp.Or(sv.Latency, old.Latency)
 		if sv.LastSeen.IsZero() {
 			sv.LastSeen = old.LastSeen
 		}
-		if _, known := next[sv.Address]; known {
+		if known {
 			sv.Learnt = old.Learnt // only Merge and Vouch change it
 		}
 		next[sv.Address] = sv

@@ -64,22 +64,31 @@ func Load(path string, v any) (exists bool, err error) {
 
 // readCapped reads at most MaxSize bytes of path and fails if there are more.
 func readCapped(path string) ([]byte, error) {
+	data, err := ReadAtMost(path, MaxSize)
+	if errors.Is(err, ErrTooLarge) {
+		return nil, &corruptError{path: path, cause: fmt.Errorf("larger than %d MiB, too big to be a p2prc file", MaxSize>>20)}
+	}
+	return data, err
+}
+
+// ErrTooLarge is returned by ReadAtMost for a file larger than allowed.
+var ErrTooLarge = errors.New("file too large")
+
+// ReadAtMost reads the file at path, refusing one larger than max bytes
+// with ErrTooLarge without reading more than max+1 of it: a state file
+// pointed at a device or a huge file costs nothing.
+func ReadAtMost(path string, max int64) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	tooLarge := &corruptError{path: path, cause: fmt.Errorf("larger than %d MiB, too big to be a p2prc file", MaxSize>>20)}
-	if fi, err := f.Stat(); err == nil && fi.Size() > MaxSize {
-		return nil, tooLarge
-	}
-	// The limit still matters: the file may grow between Stat and read.
-	data, err := io.ReadAll(io.LimitReader(f, MaxSize+1))
+	data, err := io.ReadAll(io.LimitReader(f, max+1))
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", path, err)
 	}
-	if len(data) > MaxSize {
-		return nil, tooLarge
+	if int64(len(data)) > max {
+		return nil, ErrTooLarge
 	}
 	return data, nil
 }

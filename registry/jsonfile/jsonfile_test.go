@@ -147,6 +147,18 @@ func TestSaveLeavesNoTempFiles(t *testing.T) {
 	if string(before) != string(after) {
 		t.Fatalf("failed Save changed the file:\n%s", after)
 	}
+	// A save that fails after writing its temporary file (the rename onto
+	// a directory fails) removes it too.
+	if err := os.Mkdir(filepath.Join(dir, "taken"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "taken", "x"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := jsonfile.Save(filepath.Join(dir, "taken"), state{}, 0o600); err == nil {
+		t.Fatal("Save onto a directory succeeded")
+	}
+	os.RemoveAll(filepath.Join(dir, "taken"))
 	entries, _ := os.ReadDir(dir)
 	if len(entries) != 1 {
 		var names []string

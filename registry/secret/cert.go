@@ -10,10 +10,8 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"math/big"
-	"os"
 	"time"
 
 	"github.com/p2prc/p2prc/registry/jsonfile"
@@ -138,33 +136,11 @@ func newSelfSigned(relayName string, now time.Time) ([]byte, error) {
 
 // readCapped reads a PEM file of at most maxPEMFile bytes.
 func readCapped(path string) ([]byte, error) {
-	b, err := readAtMost(path, maxPEMFile)
-	if errors.Is(err, errTooLarge) {
+	b, err := jsonfile.ReadAtMost(path, maxPEMFile)
+	if errors.Is(err, jsonfile.ErrTooLarge) {
 		return nil, fmt.Errorf("%s is larger than %d bytes; it should hold PEM blocks only", path, maxPEMFile)
 	}
 	return b, err
-}
-
-// errTooLarge: a file is larger than what readAtMost was allowed to read.
-var errTooLarge = errors.New("file too large")
-
-// readAtMost reads a file, refusing one larger than max bytes without
-// reading more than max+1 of it (a token file pointed at a device or a huge
-// file costs nothing).
-func readAtMost(path string, max int64) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, max+1))
-	if err != nil {
-		return nil, err
-	}
-	if int64(len(b)) > max {
-		return nil, errTooLarge
-	}
-	return b, nil
 }
 
 // hasBlock reports whether b holds a PEM block of type typ.

@@ -33,8 +33,8 @@ const maxTokenFile = 4096
 // ReadToken reads a token file: its content with surrounding white space
 // removed. An empty file is an error.
 func ReadToken(path string) ([]byte, error) {
-	b, err := readAtMost(path, maxTokenFile)
-	if errors.Is(err, errTooLarge) {
+	b, err := jsonfile.ReadAtMost(path, maxTokenFile)
+	if errors.Is(err, jsonfile.ErrTooLarge) {
 		return nil, fmt.Errorf("token file %s is larger than %d bytes; it should hold just the token", path, maxTokenFile)
 	}
 	if err != nil {
@@ -69,7 +69,7 @@ func LoadOrCreateToken(path string) (token []byte, created bool, err error) {
 // LoadOrCreateKey reads the ed25519 identity key at path (PKCS #8 in PEM), or
 // generates one and stores it there (0600) if the file does not exist.
 func LoadOrCreateKey(path string) (key ed25519.PrivateKey, created bool, err error) {
-	b, err := readAtMost(path, maxPEMFile)
+	b, err := jsonfile.ReadAtMost(path, maxPEMFile)
 	if errors.Is(err, fs.ErrNotExist) {
 		_, key, _ := ed25519.GenerateKey(rand.Reader)
 		der, err := x509.MarshalPKCS8PrivateKey(key)
@@ -82,7 +82,7 @@ func LoadOrCreateKey(path string) (key ed25519.PrivateKey, created bool, err err
 		}
 		return key, true, nil
 	}
-	if errors.Is(err, errTooLarge) {
+	if errors.Is(err, jsonfile.ErrTooLarge) {
 		return nil, false, fmt.Errorf("identity key %s is larger than %d bytes; it should hold one PEM key", path, maxPEMFile)
 	}
 	if err != nil {
