@@ -83,6 +83,10 @@ func ReadAtMost(path string, max int64) ([]byte, error) {
 		return nil, err
 	}
 	defer f.Close()
+	if fi, err := f.Stat(); err == nil && fi.Size() > max {
+		return nil, ErrTooLarge // without reading it
+	}
+	// The limit still matters: a file may grow after Stat, or be a device.
 	data, err := io.ReadAll(io.LimitReader(f, max+1))
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", path, err)
