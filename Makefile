@@ -29,12 +29,13 @@ docker: static
 	docker build -f cmd/p2prc/Dockerfile -t $(IMAGE) $(STATIC_DIR)
 
 # The tests, with the race detector; fuzz targets run their seed corpus.
-test:
-	$(GO) vet $(PKGS)
-	@out=$$($(GOFMT) -l .) || exit 1; test -z "$$out" || { echo "gofmt would change:"; echo "$$out"; exit 1; }
+# Benchmarks run once too (-benchtime 1x, about 15 s), so one that breaks
+# fails the tests instead of waiting for the next person who measures.
+test: lint
 	@if [ -n "$(RACE)" ] && [ "$$($(GO) env CGO_ENABLED)" != 1 ]; then \
 	  echo "make test: the race detector needs a C compiler (cgo is off): install gcc (Debian: apt-get install gcc), or run 'make test RACE='"; exit 1; fi
 	$(GO) test $(RACE) -count=1 -timeout 8m $(PKGS)
+	$(GO) test -count=1 -run '^$$' -bench . -benchtime 1x ./mux ./tunnel
 
 # The whole path on this machine: relay, node, a web page fetched through the relay.
 demo:

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/p2prc/p2prc/cmd/p2prc/internal/bench"
@@ -84,7 +83,11 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	if *profile != "" {
-		fmt.Fprintf(stderr, "CPU profiles in %s; read one with: go tool pprof -top %s\n", *profile, strings.TrimSuffix(*profile, "/")+"/relay-"+rep.Modes[0]+".pprof")
+		role := "relay"
+		if *relay != "" {
+			role = "node" // a remote relay is not profiled here
+		}
+		fmt.Fprintf(stderr, "CPU profiles in %s; read one with: go tool pprof -top %s\n", *profile, bench.ProfilePath(*profile, role, rep.Modes[0]))
 	}
 	return nil
 }

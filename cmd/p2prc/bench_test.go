@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -50,7 +51,7 @@ func waitGone(t *testing.T, dir string, d time.Duration) {
 		}
 		if time.Now().After(deadline) {
 			for _, pid := range pids {
-				if p, err := os.FindProcess(atoi(pid)); err == nil {
+				if p, err := findProcess(pid); err == nil {
 					p.Kill()
 				}
 			}
@@ -60,12 +61,13 @@ func waitGone(t *testing.T, dir string, d time.Duration) {
 	}
 }
 
-func atoi(s string) int {
-	n := 0
-	for _, c := range s {
-		n = n*10 + int(c-'0')
+// findProcess finds the process of a PID read from /proc.
+func findProcess(pid string) (*os.Process, error) {
+	n, err := strconv.Atoi(pid)
+	if err != nil {
+		return nil, err
 	}
-	return n
+	return os.FindProcess(n)
 }
 
 // p2prc bench starts a relay and a node, measures each workload directly,
@@ -203,7 +205,7 @@ func TestBenchNamesADeadServicesProcess(t *testing.T) {
 	killed := false
 	for _, pid := range processesUnder(t, tmp) {
 		if strings.Contains(commandLine(pid), " --serve-services ") {
-			if p, err := os.FindProcess(atoi(pid)); err == nil && p.Signal(syscall.SIGKILL) == nil {
+			if p, err := findProcess(pid); err == nil && p.Signal(syscall.SIGKILL) == nil {
 				killed = true
 			}
 		}

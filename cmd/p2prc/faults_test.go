@@ -9,7 +9,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"regexp"
 	"testing"
 	"time"
 
@@ -18,15 +17,6 @@ import (
 
 // Recovery tests run relay and node as real processes and kill them the
 // hard way, as a crash or an OOM killer would.
-
-// relayArgs are the arguments of a relay process on addr with state dir
-// state and ports lo..lo+19.
-func relayArgs(addr, state string, lo int, extra ...string) []string {
-	return append([]string{"relay", "--listen", addr, "--public-host", "127.0.0.1", "--bind-host", "127.0.0.1",
-		"--ports", fmt.Sprintf("%d-%d", lo, lo+19), "--token", "tok", "--state", state}, extra...)
-}
-
-var relayReady = regexp.MustCompile(`relay ready`)
 
 // echoes reports whether a line sent to addr comes back.
 func echoes(addr string) bool {
@@ -64,7 +54,7 @@ func TestRelayRestartKeepsNodePort(t *testing.T) {
 	for _, how := range []string{"kill -9", "SIGTERM"} {
 		t.Run(how, func(t *testing.T) {
 			addr, lo, state := freePort(t), freeRange(t, 20), t.TempDir()
-			relay := start(t, nil, relayArgs(addr, state, lo)...)
+			relay := start(t, nil, relayArgs(addr, state, lo, "--token", "tok")...)
 			relay.stderr.waitFor(t, relayReady, 20*time.Second)
 			svc := echoServer(t)
 			node := start(t, []string{"P2PRC_TOKEN=tok"}, "node", "--relay", addr, "--expose", "tcp:"+svc,
@@ -79,7 +69,7 @@ func TestRelayRestartKeepsNodePort(t *testing.T) {
 			}
 			relay.wait(t, 10*time.Second)
 			restarted := time.Now()
-			again := start(t, nil, relayArgs(addr, state, lo)...)
+			again := start(t, nil, relayArgs(addr, state, lo, "--token", "tok")...)
 			again.stderr.waitFor(t, relayReady, 20*time.Second)
 			untilEchoes(t, public, 20*time.Second)
 			t.Logf("%s: %s carried traffic again %v after the relay restarted", how, public, time.Since(restarted).Round(time.Millisecond))
@@ -90,7 +80,7 @@ func TestRelayRestartKeepsNodePort(t *testing.T) {
 // A node stopped and started again on the same state dir gets its port back.
 func TestNodeRestartKeepsPort(t *testing.T) {
 	addr, lo := freePort(t), freeRange(t, 20)
-	relay := start(t, nil, relayArgs(addr, t.TempDir(), lo)...)
+	relay := start(t, nil, relayArgs(addr, t.TempDir(), lo, "--token", "tok")...)
 	relay.stderr.waitFor(t, relayReady, 20*time.Second)
 	svc, state := echoServer(t), t.TempDir()
 	args := []string{"node", "--relay", addr, "--expose", "tcp:" + svc, "--state", state}
@@ -115,7 +105,7 @@ func TestRelayCrashLoopKeepsMappingFileWhole(t *testing.T) {
 	svc := echoServer(t)
 	path := filepath.Join(state, registry.MappingFileName)
 	for round := range rounds {
-		relay := start(t, nil, relayArgs(addr, state, lo, "--lease", "150ms")...)
+		relay := start(t, nil, relayArgs(addr, state, lo, "--token", "tok", "--lease", "150ms")...)
 		relay.stderr.waitFor(t, relayReady, 20*time.Second)
 		// Nodes with fresh identities grant ports; the short lease frees them.
 		for i := range 3 {
@@ -146,7 +136,7 @@ func TestOneGigabyteIntact(t *testing.T) {
 	}
 	const size = 1 << 30
 	addr, lo := freePort(t), freeRange(t, 20)
-	relay := start(t, nil, relayArgs(addr, t.TempDir(), lo)...)
+	relay := start(t, nil, relayArgs(addr, t.TempDir(), lo, "--token", "tok")...)
 	relay.stderr.waitFor(t, relayReady, 20*time.Second)
 	digests := make(chan [32]byte, 1)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

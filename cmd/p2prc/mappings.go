@@ -13,7 +13,6 @@ import (
 	"github.com/p2prc/p2prc/cmd/p2prc/internal/listing"
 	"github.com/p2prc/p2prc/registry"
 	"github.com/p2prc/p2prc/registry/secret"
-	"github.com/p2prc/p2prc/tunnel"
 )
 
 func runMappings(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -72,12 +71,7 @@ func askRelay(ctx context.Context, dir, relay string, ask *askFlags) ([]registry
 	if err != nil {
 		return nil, err
 	}
-	nodeTLS, err := ask.tls.load(relays)
-	if err != nil {
-		return nil, err
-	}
-	name, _ := os.Hostname()
-	n, err := tunnel.NewQueryNode(tunnel.NodeConfig{Name: name, Token: token, Key: key, TLS: nodeTLS, DialTimeout: *ask.timeout, HandshakeTimeout: *ask.timeout})
+	n, err := ask.queryNode(relays, token, key, false)
 	if err != nil {
 		return nil, err
 	}

@@ -69,13 +69,11 @@ func TestEscapeNAT(t *testing.T) {
 		"--state", t.TempDir(), "--peer-timeout", natPeerTimeout))
 	relay.stderr.waitFor(t, regexp.MustCompile(`relay ready`), 20*time.Second)
 	args := []string{"node", "--relay", relayControl, "--name", "home", "--state", t.TempDir(),
-		"--peer-timeout", natPeerTimeout, "--max-backoff", "2s", "--expose", "tcp:" + homeTCPService}
-	args = append(args, "--expose", "udp:"+homeUDPService)
+		"--peer-timeout", natPeerTimeout, "--max-backoff", "2s", "--expose", "tcp:" + homeTCPService, "--expose", "udp:" + homeUDPService}
 	node := startCmd(t, "node", lab.p2prc(lab.home, bin, args...))
 	tcpPublic := node.stdout.waitFor(t, tcpGrant, 20*time.Second)[1]
 	checkPublic(t, tcpPublic)
-	var udpPublic string
-	udpPublic = node.stdout.waitFor(t, udpGrant, 20*time.Second)[1]
+	udpPublic := node.stdout.waitFor(t, udpGrant, 20*time.Second)[1]
 	checkPublic(t, udpPublic)
 
 	t.Log("3. visitors on the public side reach home through the relay, intact both ways")

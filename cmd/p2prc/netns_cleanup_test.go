@@ -66,7 +66,7 @@ func checkLabGone(t *testing.T, h heldLab) {
 // interrupted run removes its own.
 func TestNATLabRunsDoNotCollideAndInterruptCleansUp(t *testing.T) {
 	if reason := natLabMissing(); reason != "" {
-		skipOrFail(t, reason)
+		skipOrFail(t, reason+"; "+natLabNeeds)
 	}
 	other := holdLabElsewhere(t)
 	mine := newNATLab(t)
@@ -103,7 +103,7 @@ func TestNATLabRunsDoNotCollideAndInterruptCleansUp(t *testing.T) {
 // the next run removes it, and what runs inside it.
 func TestNATLabSweepsAKilledRun(t *testing.T) {
 	if reason := natLabMissing(); reason != "" {
-		skipOrFail(t, reason)
+		skipOrFail(t, reason+"; "+natLabNeeds)
 	}
 	dead := holdLabElsewhere(t)
 	dead.p.cmd.Process.Kill()

@@ -84,10 +84,13 @@ func natLabMissing() string {
 func skipOrFail(t *testing.T, reason string) {
 	t.Helper()
 	if os.Getenv("P2PRC_CI") == "1" {
-		t.Fatalf("%s; P2PRC_CI=1, so this is a failure, not a skip (.ci/run installs iproute2 and iptables)", reason)
+		t.Fatalf("%s; P2PRC_CI=1, so this is a failure, not a skip (.ci/run installs what the tests need)", reason)
 	}
-	t.Skipf("%s; run as root with iproute2 and iptables to include this test", reason)
+	t.Skip(reason)
 }
+
+// natLabNeeds is what a machine needs for the NAT lab, said with each skip.
+const natLabNeeds = "run as root with iproute2 and iptables to include this test"
 
 // lookTool finds a command in PATH or in the sbin folders a user's PATH may lack.
 func lookTool(name string) string {
@@ -111,11 +114,11 @@ var errNoNetns = errors.New("cannot create network namespaces here")
 func newNATLab(t *testing.T) *natLab {
 	t.Helper()
 	if reason := natLabMissing(); reason != "" {
-		skipOrFail(t, reason)
+		skipOrFail(t, reason+"; "+natLabNeeds)
 	}
 	l, err := setupNATLab()
 	if errors.Is(err, errNoNetns) {
-		skipOrFail(t, err.Error())
+		skipOrFail(t, err.Error()+"; "+natLabNeeds)
 	}
 	if err != nil {
 		t.Fatal(err)

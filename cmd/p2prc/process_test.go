@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
@@ -141,19 +140,10 @@ func (b *lineBuffer) String() string {
 	return b.buf.String()
 }
 
+// waitFor waits up to d for the first match of re and returns its groups.
 func (b *lineBuffer) waitFor(t *testing.T, re *regexp.Regexp, d time.Duration) []string {
 	t.Helper()
-	deadline := time.After(d)
-	for {
-		if m := re.FindStringSubmatch(b.String()); m != nil {
-			return m
-		}
-		select {
-		case <-b.ch:
-		case <-deadline:
-			t.Fatalf("no line matching %v within %v; output:\n%s", re, d, b.String())
-		}
-	}
+	return waitForNth(t, b, re, 1, d)
 }
 
 func freePort(t *testing.T) string {
@@ -193,11 +183,21 @@ func startRelayProcess(t *testing.T, token string) (addr string, lo int) {
 	t.Helper()
 	addr = freePort(t)
 	lo = freeRange(t, 20)
-	r := start(t, nil, "relay", "--listen", addr, "--public-host", "127.0.0.1", "--bind-host", "127.0.0.1",
-		"--ports", fmt.Sprintf("%d-%d", lo, lo+19), "--token", token, "--state", t.TempDir())
-	r.stderr.waitFor(t, regexp.MustCompile(`relay ready`), 20*time.Second)
+	r := start(t, nil, relayArgs(addr, t.TempDir(), lo, "--token", token)...)
+	r.stderr.waitFor(t, relayReady, 20*time.Second)
 	return addr, lo
 }
+
+// relayArgs are the arguments of a relay process on addr with state dir
+// state and ports lo..lo+19, then extra.
+func relayArgs(addr, state string, lo int, extra ...string) []string {
+	return append([]string{"relay", "--listen", addr, "--public-host", "127.0.0.1", "--bind-host", "127.0.0.1",
+		"--ports", rangeArg(lo, 20), "--state", state}, extra...)
+}
+
+var relayReady = regexp.MustCompile(`relay ready`)
+
+func rangeArg(lo, n int) string { return fmt.Sprintf("%d-%d", lo, lo+n-1) }
 
 func echoServer(t *testing.T) string {
 	t.Helper()
@@ -230,17 +230,7 @@ func TestRelayAndNodeProcesses(t *testing.T) {
 	if m[1] != svc {
 		t.Fatalf("node exposed %s, want %s", m[1], svc)
 	}
-	c, err := net.DialTimeout("tcp", m[2], 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
-	fmt.Fprintln(c, "hello through the relay")
-	line, err := bufio.NewReader(c).ReadString('\n')
-	if err != nil || line != "hello through the relay\n" {
-		t.Fatalf("echo: %q, %v", line, err)
-	}
+	echoThrough(t, m[2])
 }
 
 // A bad token or a port owned by another node ends the node with a non-zero

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"time"
 
 	"github.com/p2prc/p2prc/cmd/p2prc/internal/listing"
@@ -61,15 +60,7 @@ func prober(relays *registry.Servers, ask *askFlags) (*tunnel.Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	nodeTLS, err := ask.tls.load(relays)
-	if err != nil {
-		return nil, err
-	}
-	name, _ := os.Hostname()
-	return tunnel.NewQueryNode(tunnel.NodeConfig{
-		Name: name, Token: token, Relays: relays, TLS: nodeTLS,
-		DialTimeout: *ask.timeout, HandshakeTimeout: *ask.timeout,
-	})
+	return ask.queryNode(relays, token, nil, true)
 }
 
 func runRelaysAdd(ctx context.Context, args []string, stdout, stderr io.Writer) error {

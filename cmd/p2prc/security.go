@@ -1,10 +1,12 @@
 package main
 
 import (
+	"crypto/ed25519"
 	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -88,6 +90,22 @@ func (f *askFlags) add(fs *pflag.FlagSet, timeout time.Duration, timeoutHelp str
 	f.timeout = fs.Duration("timeout", timeout, timeoutHelp)
 	f.tok.add(fs)
 	f.tls.add(fs)
+}
+
+// queryNode is a node that only asks relays (listings, probes), trusting
+// them as the flags say. With record, what it learns of them (latency,
+// pins) is kept in relays.
+func (f *askFlags) queryNode(relays *registry.Servers, token []byte, key ed25519.PrivateKey, record bool) (*tunnel.Node, error) {
+	nodeTLS, err := f.tls.load(relays)
+	if err != nil {
+		return nil, err
+	}
+	name, _ := os.Hostname()
+	cfg := tunnel.NodeConfig{Name: name, Token: token, Key: key, TLS: nodeTLS, DialTimeout: *f.timeout, HandshakeTimeout: *f.timeout}
+	if record {
+		cfg.Relays = relays
+	}
+	return tunnel.NewQueryNode(cfg)
 }
 
 // nodeTLSFlags are a node's --relay-fingerprint and --insecure-plaintext.

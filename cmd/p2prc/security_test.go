@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -27,10 +26,8 @@ func startTLSRelay(t *testing.T, extra ...string) (addr, dir, fp string, p *proc
 	t.Helper()
 	addr, dir = freePort(t), t.TempDir()
 	lo := freeRange(t, 20)
-	args := append([]string{"relay", "--listen", addr, "--public-host", "127.0.0.1", "--bind-host", "127.0.0.1",
-		"--ports", fmt.Sprintf("%d-%d", lo, lo+19), "--state", dir}, extra...)
-	p = start(t, []string{"P2PRC_TOKEN="}, args...)
-	p.stderr.waitFor(t, regexp.MustCompile(`relay ready`), 20*time.Second)
+	p = start(t, []string{"P2PRC_TOKEN="}, relayArgs(addr, dir, lo, extra...)...)
+	p.stderr.waitFor(t, relayReady, 20*time.Second)
 	if m := fingerprintLine.FindStringSubmatch(p.stderr.String()); m != nil {
 		fp = m[1]
 	}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"regexp"
@@ -33,9 +32,8 @@ func fetchJSON(t *testing.T, url string, v any) {
 func TestMetricsFlagAndMappingsOnSignal(t *testing.T) {
 	addr, lo := freePort(t), freeRange(t, 20)
 	relayStatus, nodeStatus := freePort(t), freePort(t)
-	start(t, nil, "relay", "--listen", addr, "--public-host", "127.0.0.1", "--bind-host", "127.0.0.1",
-		"--ports", rangeArg(lo, 20), "--token", "tok", "--state", t.TempDir(), "--metrics", relayStatus).
-		stderr.waitFor(t, regexp.MustCompile(`relay ready`), 20*time.Second)
+	start(t, nil, relayArgs(addr, t.TempDir(), lo, "--token", "tok", "--metrics", relayStatus)...).
+		stderr.waitFor(t, relayReady, 20*time.Second)
 	svc := echoServer(t)
 	n := start(t, []string{"P2PRC_TOKEN=tok"}, "node", "--relay", addr, "--expose", "tcp:"+svc, "--name", "n1",
 		"--state", t.TempDir(), "--metrics", nodeStatus)
@@ -54,8 +52,6 @@ func TestMetricsFlagAndMappingsOnSignal(t *testing.T) {
 	again := regexp.MustCompile(regexp.QuoteMeta(line) + `(?s:.*)` + regexp.QuoteMeta(line))
 	n.stdout.waitFor(t, again, 10*time.Second)
 }
-
-func rangeArg(lo, n int) string { return fmt.Sprintf("%d-%d", lo, lo+n-1) }
 
 func TestMetricsFlagBadAddress(t *testing.T) {
 	_, _, err := runCmd(t, "relay", "--listen", "127.0.0.1:0", "--token", "x", "--state", t.TempDir(), "--metrics", "127.0.0.1:notaport")

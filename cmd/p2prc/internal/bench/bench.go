@@ -37,8 +37,6 @@ import (
 
 // Config says what to measure. Zero values mean the defaults on each field.
 type Config struct {
-	// Exe is the p2prc binary run as relay and node. Zero: this program.
-	Exe string
 	// Duration is how long each workload runs on each path. Zero: 3 s.
 	Duration time.Duration
 	// Workloads are the names of the workloads to run. Nil: all.
@@ -131,13 +129,6 @@ const (
 const ProfileEnv = "P2PRC_CPUPROFILE"
 
 func (c *Config) check() error {
-	if c.Exe == "" {
-		exe, err := os.Executable()
-		if err != nil {
-			return fmt.Errorf("finding this program to start relay and node: %w", err)
-		}
-		c.Exe = exe
-	}
 	c.Duration = cmp.Or(c.Duration, defaultDuration)
 	c.Rounds = cmp.Or(c.Rounds, 1)
 	c.Concurrency = cmp.Or(c.Concurrency, defaultConcurrency)
@@ -150,9 +141,6 @@ func (c *Config) check() error {
 		c.Modes = DefaultModes[:1]
 	default:
 		c.Modes = DefaultModes
-	}
-	if len(c.GOMAXPROCS) == 0 {
-		c.GOMAXPROCS = []int{0}
 	}
 	for _, n := range c.GOMAXPROCS {
 		if n < 0 || n > 1024 {
@@ -205,6 +193,7 @@ func (c *Config) variants() []variant {
 // bench is one run.
 type bench struct {
 	cfg      Config
+	exe      string // this program, started again as relay, node and helpers
 	svc      *services
 	dir      string // temporary state dirs live here
 	token    []byte
@@ -232,7 +221,11 @@ func run(ctx context.Context, cfg Config) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	b := &bench{cfg: cfg, progress: newProgress(cfg.Progress), token: cfg.Token}
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("finding this program to start relay and node: %w", err)
+	}
+	b := &bench{cfg: cfg, exe: exe, progress: newProgress(cfg.Progress), token: cfg.Token}
 	defer b.cleanup()
 	if b.dir, err = os.MkdirTemp("", "p2prc-bench-*"); err != nil {
 		return nil, err
@@ -266,13 +259,7 @@ func run(ctx context.Context, cfg Config) (*Report, error) {
 	for _, w := range ws {
 		for round := range cfg.Rounds {
 			for _, p := range b.order(round) {
-				if p.direct() && w.relayed {
-					continue
-				}
-				if _, ok := p.addrs[w.service]; !ok {
-					if round == 0 && p.name != forwardersPath { // they carry TCP only, as documented
-						rep.note(fmt.Sprintf("%s via %s: not measured, the relay does not forward %s yet", w.name, p.name, w.service.network()))
-					}
+				if !measures(w, p) {
 					continue
 				}
 				step++
@@ -305,12 +292,19 @@ func (b *bench) countSteps(ws []workload) int {
 	n := 0
 	for _, w := range ws {
 		for _, p := range b.paths {
-			if _, ok := p.addrs[w.service]; ok && (!p.direct() || !w.relayed) {
+			if measures(w, p) {
 				n += b.cfg.Rounds
 			}
 		}
 	}
 	return n
+}
+
+// measures reports whether w runs on p: p reaches w's service (the
+// forwarders carry TCP only), and w has a direct figure if p is direct.
+func measures(w workload, p *path) bool {
+	_, ok := p.addrs[w.service]
+	return ok && !(p.direct() && w.relayed)
 }
 
 // measure runs w on p and adds the relay's and node's CPU time per unit
@@ -476,9 +470,15 @@ func (b *bench) childEnv(role string, m variant) []string {
 		env = append(env, fmt.Sprintf("GOMAXPROCS=%d", m.gomaxprocs))
 	}
 	if b.cfg.ProfileDir != "" {
-		env = append(env, ProfileEnv+"="+filepath.Join(b.cfg.ProfileDir, role+"-"+fileName(m.name)+".pprof"))
+		env = append(env, ProfileEnv+"="+ProfilePath(b.cfg.ProfileDir, role, m.name))
 	}
 	return env
+}
+
+// ProfilePath is where the CPU profile of a relay or node (role) of the
+// column named variant goes, in dir.
+func ProfilePath(dir, role, variant string) string {
+	return filepath.Join(dir, role+"-"+fileName(variant)+".pprof")
 }
 
 // fileName makes a variant's name fit a file name: "plain,gomaxprocs=1"
@@ -488,7 +488,7 @@ func fileName(name string) string {
 }
 
 func (b *bench) start(name string, args, env []string) (*child, error) {
-	c, err := startChild(name, b.cfg.Exe, args, env)
+	c, err := startChild(name, b.exe, args, env)
 	if err != nil {
 		return nil, err
 	}

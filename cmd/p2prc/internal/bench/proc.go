@@ -106,7 +106,7 @@ func (c *child) failure(what string) error {
 func (c *child) waitLine(ctx context.Context, l *lines, match func(string) bool, d time.Duration, what string) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
-	from := 0
+	from, exited := 0, false
 	for {
 		all, changed := l.snapshot()
 		for ; from < len(all); from++ {
@@ -114,16 +114,13 @@ func (c *child) waitLine(ctx context.Context, l *lines, match func(string) bool,
 				return all[from], nil
 			}
 		}
+		if exited { // and the lines it wrote before exiting are read
+			return "", c.failure("before it " + what)
+		}
 		select {
 		case <-changed:
 		case <-c.done:
-			all, _ = l.snapshot() // lines written just before exiting
-			for ; from < len(all); from++ {
-				if match(all[from]) {
-					return all[from], nil
-				}
-			}
-			return "", c.failure("before it " + what)
+			exited = true
 		case <-ctx.Done():
 			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 				return "", c.failure(fmt.Sprintf("did not %s within %v", what, d))

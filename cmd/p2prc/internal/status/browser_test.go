@@ -115,7 +115,7 @@ func TestStatusPageInBrowserShowsLiveMapping(t *testing.T) {
 		if !strings.Contains(dom, "&lt;i&gt;web&lt;/i&gt;") || strings.Contains(dom, "<i>web</i>") {
 			t.Errorf("%s page: the node name is not shown escaped:\n%s", side.name, dom)
 		}
-		if !strings.Contains(dom, "connected") {
+		if !strings.Contains(dom, `class="up">connected<`) { // not "not connected", not "disconnected"
 			t.Errorf("%s page does not say the node is connected:\n%s", side.name, dom)
 		}
 	}
